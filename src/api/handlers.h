@@ -1,0 +1,31 @@
+/*
+ * handlers.h — every HTTP handler, and the route table that names them.
+ * Handlers parse and render only; domain logic lives in its own module.
+ */
+#ifndef LT_API_HANDLERS_H
+#define LT_API_HANDLERS_H
+
+#include <stddef.h>
+
+#include "http/router.h"
+
+struct lt_req;
+
+/* The route table (api/routes.c): static, in match order. */
+const struct lt_route *lt_api_routes(size_t *n);
+
+/* ops.c */
+void lt_api_healthz(struct lt_req *req);
+void lt_api_readyz(struct lt_req *req);
+void lt_api_actuator_health(struct lt_req *req);
+void lt_api_actuator_liveness(struct lt_req *req);
+void lt_api_actuator_readiness(struct lt_req *req);
+void lt_api_metrics(struct lt_req *req);
+void lt_api_openapi(struct lt_req *req);
+
+/* debug.c */
+void lt_api_clock_get(struct lt_req *req);
+void lt_api_clock_post(struct lt_req *req);
+void lt_api_debug_sleep(struct lt_req *req);
+
+#endif

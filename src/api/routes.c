@@ -1,0 +1,32 @@
+/*
+ * routes.c — the route table: every endpoint leakyd serves, with what it
+ * requires.  The OpenAPI document (src/api/openapi.json) must list exactly
+ * these (method, path) pairs; tests/unit/test_openapi.c checks it.
+ */
+#include "api/handlers.h"
+
+#define PUB LT_AUTH_PUBLIC
+#define DBG LT_AUTH_DEBUG
+
+static const struct lt_route routes[] = {
+	{"GET", "/healthz", lt_api_healthz, PUB, LT_BODY_NONE, false, "Liveness"},
+	{"GET", "/readyz", lt_api_readyz, PUB, LT_BODY_NONE, false, "Readiness with reasons"},
+	{"GET", "/actuator/health", lt_api_actuator_health, PUB, LT_BODY_NONE, false, "Actuator health"},
+	{"GET", "/actuator/health/liveness", lt_api_actuator_liveness, PUB, LT_BODY_NONE, false,
+	 "Actuator liveness"},
+	{"GET", "/actuator/health/readiness", lt_api_actuator_readiness, PUB, LT_BODY_NONE, false,
+	 "Actuator readiness"},
+	{"GET", "/metrics", lt_api_metrics, PUB, LT_BODY_NONE, false, "Prometheus metrics"},
+	{"GET", "/actuator/prometheus", lt_api_metrics, PUB, LT_BODY_NONE, false, "Prometheus metrics"},
+	{"GET", "/openapi.json", lt_api_openapi, PUB, LT_BODY_NONE, false, "This API as OpenAPI 3.1"},
+	{"GET", "/admin/v1/clock", lt_api_clock_get, DBG, LT_BODY_NONE, false, "Read the clock"},
+	{"POST", "/admin/v1/clock", lt_api_clock_post, DBG, LT_BODY_JSON, false, "Move the manual clock"},
+	{"POST", "/admin/v1/debug/sleep", lt_api_debug_sleep, DBG, LT_BODY_NONE, false,
+	 "Hold a worker (test_endpoints only)"},
+};
+
+const struct lt_route *lt_api_routes(size_t *n)
+{
+	*n = sizeof routes / sizeof routes[0];
+	return routes;
+}

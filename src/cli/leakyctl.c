@@ -1,0 +1,132 @@
+/*
+ * leakyctl.c — main(): global options, data-dir resolution, dispatch.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli/cli.h"
+
+static const struct lt_cli_cmd commands[] = {
+	{"init", "", "create the data directory, leaky.db (migrated) and the bucket store", lt_cmd_init},
+	{"check", "", "integrity_check leaky.db, verify its schema version, stat the bucket store",
+	 lt_cmd_check},
+	{"version", "", "print the version and the schema version this build writes", lt_cmd_version},
+	{"config check", "[FILE]", "validate a configuration file (default: -c or LEAKYD_CONFIG)",
+	 lt_cmd_config_check},
+	{"config dump", "", "print the effective configuration as a commented INI file",
+	 lt_cmd_config_dump},
+	{"help", "", "list the commands", lt_cmd_help},
+	{NULL, NULL, NULL, NULL},
+};
+
+const struct lt_cli_cmd *lt_cli_commands(void)
+{
+	return commands;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: leakyctl [-d DATA_DIR] [-c CONFIG] COMMAND [ARGS]\n\ncommands:\n");
+	for (const struct lt_cli_cmd *c = commands; c->name; c++)
+		fprintf(out, "  %-14s %-8s %s\n", c->name, c->args, c->help);
+	fprintf(out, "\nSee leakyctl(1).\n");
+}
+
+int lt_cmd_help(struct lt_cli *cli, int argc, char **argv)
+{
+	(void)cli, (void)argc, (void)argv;
+	usage(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct lt_cli *cli = calloc(1, sizeof *cli);
+	const char *dir_flag = NULL;
+	int i = 1;
+	if (!cli)
+		return EX_OSERR;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		if ((!strcmp(a, "-d") || !strcmp(a, "--data-dir")) && i + 1 < argc)
+			dir_flag = argv[++i];
+		else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc)
+			cli->config_path = argv[++i];
+		else if (!strcmp(a, "--json"))
+			cli->json = true;
+		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			free(cli);
+			return 0;
+		} else {
+			fprintf(stderr, "leakyctl: unknown option '%s'\n", a);
+			usage(stderr);
+			free(cli);
+			return EX_USAGE;
+		}
+	}
+	if (i == argc) {
+		usage(stderr);
+		free(cli);
+		return EX_USAGE;
+	}
+	if (!cli->config_path) {
+		const char *env = getenv("LEAKYD_CONFIG");
+		if (env && *env)
+			cli->config_path = env;
+	}
+	/* Find the command: the longest table name matching the next words. */
+	const struct lt_cli_cmd *cmd = NULL;
+	int used = 0;
+	for (const struct lt_cli_cmd *c = commands; c->name; c++) {
+		char name[64];
+		snprintf(name, sizeof name, "%s", c->name);
+		int words = 0, k = i;
+		bool ok = true;
+		for (char *w = name, *sp; ok && w; w = sp ? sp + 1 : NULL, words++) {
+			sp = strchr(w, ' ');
+			if (sp)
+				*sp = '\0';
+			ok = k < argc && strcmp(argv[k++], w) == 0;
+		}
+		if (ok && words > used) {
+			cmd = c;
+			used = words;
+		}
+	}
+	if (!cmd) {
+		fprintf(stderr, "leakyctl: unknown command '%s'\n", argv[i]);
+		usage(stderr);
+		free(cli);
+		return EX_USAGE;
+	}
+	/* Configuration: needed for the data dir; config commands report
+	 * their own errors. */
+	char err[LT_CFG_ERR_MAX];
+	lt_config_defaults(&cli->cfg);
+	if (cli->config_path && cmd->run != lt_cmd_config_check &&
+	    lt_config_load(cli->config_path, &cli->cfg, err)) {
+		fprintf(stderr, "leakyctl: %s\n", err);
+		free(cli);
+		return EX_CONFIG;
+	}
+	const char *env_dir = getenv("LEAKYD_DATA_DIR");
+	if (dir_flag)
+		cli->data_dir = dir_flag;
+	else if (env_dir && *env_dir)
+		cli->data_dir = env_dir;
+	else
+		cli->data_dir = cli->cfg.storage_data_dir;
+	if (cli->data_dir != cli->cfg.storage_data_dir &&
+	    lt_config_set(&cli->cfg, "storage", "data_dir", cli->data_dir, "--data-dir", err)) {
+		fprintf(stderr, "leakyctl: %s\n", err);
+		free(cli);
+		return EX_USAGE;
+	}
+	int rc = cmd->run(cli, argc - i - used, argv + i + used);
+	free(cli);
+	return rc;
+}

@@ -1,0 +1,472 @@
+/*
+ * config.c — the configuration table, INI parsing (inih) and rendering.
+ * See config.h.  Adding a key: one field in struct lt_config, one row here,
+ * one entry in man/leakyd.conf.5 and etc/leakyd.conf (a test checks both).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf/config.h"
+
+static const char *const sync_choices[] = {"off", "normal", "full", NULL};
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+#define OFF(f) offsetof(struct lt_config, f)
+#define KIB INT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+static const struct lt_config_key keys[] = {
+	{"http", "listen", LT_CFG_HOSTPORT, OFF(http_listen), "127.0.0.1:8080", 0, 0, NULL, false,
+	 "Address and port of the API listener (HOST:PORT, [IPv6]:PORT; port 0 picks a free one)."},
+	{"http", "threads", LT_CFG_INT, OFF(http_threads), "128", 2, 4096, NULL, false,
+	 "Worker threads. Each open keep-alive connection holds one: size for peak connections."},
+	{"http", "max_inflight", LT_CFG_INT, OFF(http_max_inflight), "512", 1, 100000, NULL, true,
+	 "Requests handled at once; more are answered 503 with Retry-After instead of queueing."},
+	{"http", "max_body", LT_CFG_SIZE, OFF(http_max_body), "1M", 1 * KIB, 64 * MIB, NULL, true,
+	 "Largest request body accepted (bytes, K/M/G suffixes); larger ones get 413."},
+	{"http", "max_header", LT_CFG_SIZE, OFF(http_max_header), "16K", 1 * KIB, 1 * MIB, NULL, false,
+	 "Largest request line plus headers (bytes); larger requests get 413."},
+	{"http", "request_timeout_ms", LT_CFG_INT, OFF(http_request_timeout_ms), "30000", 100, 3600000, NULL, false,
+	 "Time allowed to read a request and write its response (milliseconds)."},
+	{"http", "keep_alive", LT_CFG_BOOL, OFF(http_keep_alive), "yes", 0, 0, NULL, false,
+	 "Keep connections open between requests."},
+	{"http", "keep_alive_timeout_ms", LT_CFG_INT, OFF(http_keep_alive_timeout_ms), "5000", 0, 600000, NULL, false,
+	 "How long an idle keep-alive connection may hold its worker (milliseconds)."},
+	{"http", "drain_timeout_ms", LT_CFG_INT, OFF(http_drain_timeout_ms), "10000", 0, 600000, NULL, true,
+	 "On SIGTERM, how long in-flight requests may take to finish (milliseconds)."},
+
+	{"storage", "data_dir", LT_CFG_STR, OFF(storage_data_dir), "./var", 1, LT_CFG_STR_MAX - 64, NULL, false,
+	 "Directory holding leaky.db, buckets/, events/ and secrets/ (created 0700)."},
+	{"storage", "sqlite_synchronous", LT_CFG_ENUM, OFF(storage_sqlite_synchronous), "normal", 0, 0, sync_choices, false,
+	 "SQLite synchronous mode for leaky.db (off, normal, full). normal is durable in WAL except on power loss."},
+	{"storage", "busy_timeout_ms", LT_CFG_INT, OFF(storage_busy_timeout_ms), "5000", 0, 600000, NULL, false,
+	 "How long SQLite waits for a lock held by another process, e.g. leakyctl (milliseconds)."},
+	{"storage", "writer_batch", LT_CFG_INT, OFF(storage_writer_batch), "256", 1, 65536, NULL, false,
+	 "Most writes the writer thread commits in one transaction (group commit)."},
+	{"storage", "writer_queue", LT_CFG_INT, OFF(storage_writer_queue), "8192", 16, 1048576, NULL, false,
+	 "Writes that may wait for the writer; more are refused with 503."},
+	{"storage", "lmdb_map_size", LT_CFG_SIZE, OFF(storage_lmdb_map_size), "256M", 1 * MIB, 1024 * GIB, NULL, false,
+	 "Size of the LMDB map holding rate-limit buckets (bytes, K/M/G suffixes)."},
+	{"storage", "lmdb_sync_interval_ms", LT_CFG_INT, OFF(storage_lmdb_sync_interval_ms), "1000", 10, 3600000, NULL, true,
+	 "How often LMDB bucket state is flushed to disk (milliseconds)."},
+	{"storage", "checkpoint_interval_ms", LT_CFG_INT, OFF(storage_checkpoint_interval_ms), "30000", 100, 3600000, NULL, true,
+	 "How often the SQLite WAL is checkpointed in the background (milliseconds)."},
+
+	{"log", "level", LT_CFG_ENUM, OFF(log_level), "info", 0, 0, level_choices, true,
+	 "Least severe level written (debug, info, warn, error)."},
+	{"log", "access", LT_CFG_BOOL, OFF(log_access), "yes", 0, 0, NULL, true,
+	 "Write one line per HTTP request."},
+	{"log", "file", LT_CFG_STR, OFF(log_file), "", 0, LT_CFG_STR_MAX - 1, NULL, false,
+	 "Append log lines to this file; empty means standard error."},
+
+	{"stubs", "enabled", LT_CFG_BOOL, OFF(stubs_enabled), "no", 0, 0, NULL, false,
+	 "Serve the built-in provider stubs on their own listener."},
+	{"stubs", "listen", LT_CFG_HOSTPORT, OFF(stubs_listen), "127.0.0.1:8090", 0, 0, NULL, false,
+	 "Address and port of the provider stubs listener."},
+
+	{"debug", "manual_clock", LT_CFG_BOOL, OFF(debug_manual_clock), "no", 0, 0, NULL, false,
+	 "Freeze time and let POST /admin/v1/clock move it. For tests only; never in production."},
+	{"debug", "test_endpoints", LT_CFG_BOOL, OFF(debug_test_endpoints), "no", 0, 0, NULL, false,
+	 "Serve /admin/v1/debug/* endpoints to loopback clients. For tests only."},
+};
+
+const struct lt_config_key *lt_config_keys(size_t *n)
+{
+	*n = sizeof keys / sizeof keys[0];
+	return keys;
+}
+
+static const struct lt_config_key *find_key(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (strcasecmp(keys[i].section, section) == 0 && strcasecmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static bool known_section(const char *section)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (strcasecmp(keys[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+static bool parse_i64(const char *s, int64_t *out, const char **rest)
+{
+	errno = 0;
+	char *end;
+	if (!*s || !(*s == '-' || (*s >= '0' && *s <= '9')))
+		return false;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	*out = v;
+	*rest = end;
+	return true;
+}
+
+static bool parse_hostport(const char *v, char *why, size_t whylen)
+{
+	const char *colon;
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+		if (!close || close == v + 1 || close[1] != ':') {
+			snprintf(why, whylen, "expected [IPv6]:PORT, got '%s'", v);
+			return false;
+		}
+		colon = close + 1;
+	} else {
+		colon = strrchr(v, ':');
+		if (!colon || colon == v || memchr(v, ':', (size_t)(colon - v))) {
+			snprintf(why, whylen, "expected HOST:PORT, got '%s'", v);
+			return false;
+		}
+		for (const char *p = v; p < colon; p++) {
+			char c = *p;
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			      (c >= '0' && c <= '9') || c == '.' || c == '-')) {
+				snprintf(why, whylen, "invalid host in '%s'", v);
+				return false;
+			}
+		}
+	}
+	int64_t port;
+	const char *rest;
+	if (!parse_i64(colon + 1, &port, &rest) || *rest || port < 0 || port > 65535) {
+		snprintf(why, whylen, "port must be 0-65535 in '%s'", v);
+		return false;
+	}
+	return true;
+}
+
+/* Parse `value` for key k into cfg.  On failure, why explains. */
+static bool set_value(struct lt_config *cfg, const struct lt_config_key *k,
+		      const char *value, char *why, size_t whylen)
+{
+	char *base = (char *)cfg + k->offset;
+	switch (k->type) {
+	case LT_CFG_INT:
+	case LT_CFG_SIZE: {
+		int64_t v, mult = 1;
+		const char *rest;
+		if (!parse_i64(value, &v, &rest)) {
+			snprintf(why, whylen, "'%s' is not a number", value);
+			return false;
+		}
+		if (k->type == LT_CFG_SIZE && *rest) {
+			switch (*rest) {
+			case 'k': case 'K': mult = KIB; break;
+			case 'm': case 'M': mult = MIB; break;
+			case 'g': case 'G': mult = GIB; break;
+			default: mult = 0; break;
+			}
+			rest++;
+		}
+		if (*rest || mult == 0) {
+			snprintf(why, whylen, "'%s' is not a %s", value,
+				 k->type == LT_CFG_SIZE ? "size (number with optional K, M or G)" : "whole number");
+			return false;
+		}
+		if (__builtin_mul_overflow(v, mult, &v) || v < k->min || v > k->max) {
+			snprintf(why, whylen, "%s must be between %lld and %lld, got '%s'", k->name,
+				 (long long)k->min, (long long)k->max, value);
+			return false;
+		}
+		memcpy(base, &v, sizeof v);
+		return true;
+	}
+	case LT_CFG_BOOL: {
+		bool b;
+		if (!strcasecmp(value, "yes") || !strcasecmp(value, "true") ||
+		    !strcasecmp(value, "on") || !strcmp(value, "1"))
+			b = true;
+		else if (!strcasecmp(value, "no") || !strcasecmp(value, "false") ||
+			 !strcasecmp(value, "off") || !strcmp(value, "0"))
+			b = false;
+		else {
+			snprintf(why, whylen, "%s must be yes or no, got '%s'", k->name, value);
+			return false;
+		}
+		memcpy(base, &b, sizeof b);
+		return true;
+	}
+	case LT_CFG_ENUM:
+		for (int64_t i = 0; k->choices[i]; i++) {
+			if (!strcasecmp(value, k->choices[i])) {
+				memcpy(base, &i, sizeof i);
+				return true;
+			}
+		}
+		{
+			char list[256] = "";
+			for (size_t i = 0; k->choices[i]; i++) {
+				if (i)
+					strncat(list, ", ", sizeof list - strlen(list) - 1);
+				strncat(list, k->choices[i], sizeof list - strlen(list) - 1);
+			}
+			snprintf(why, whylen, "%s must be one of %s, got '%s'", k->name, list, value);
+		}
+		return false;
+	case LT_CFG_HOSTPORT:
+		if (!parse_hostport(value, why, whylen))
+			return false;
+		/* fall through */
+	case LT_CFG_STR: {
+		size_t len = strlen(value);
+		int64_t max = k->type == LT_CFG_STR ? k->max : 255;
+		if ((int64_t)len > max || (int64_t)len < k->min) {
+			snprintf(why, whylen, "%s must be %lld to %lld characters long", k->name,
+				 (long long)k->min, (long long)max);
+			return false;
+		}
+		memcpy(base, value, len + 1);
+		return true;
+	}
+	}
+	snprintf(why, whylen, "internal: bad key type");
+	return false;
+}
+
+void lt_config_defaults(struct lt_config *cfg)
+{
+	char why[256];
+	memset(cfg, 0, sizeof *cfg);
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (!set_value(cfg, &keys[i], keys[i].def, why, sizeof why))
+			abort(); /* a bad default is our bug; the unit test catches it */
+}
+
+enum lt_err lt_config_set(struct lt_config *cfg, const char *section,
+			  const char *name, const char *value, const char *origin,
+			  char *err)
+{
+	char why[512];
+	const struct lt_config_key *k = find_key(section, name);
+	if (!k) {
+		snprintf(err, LT_CFG_ERR_MAX, "%s: unknown key [%s] %s", origin, section, name);
+		return LT_ECONFIG;
+	}
+	if (!set_value(cfg, k, value, why, sizeof why)) {
+		snprintf(err, LT_CFG_ERR_MAX, "%s: %s", origin, why);
+		return LT_ECONFIG;
+	}
+	return LT_OK;
+}
+
+/* ---- INI file parsing ---- */
+
+struct parse_state {
+	FILE *fp;
+	const char *path;
+	int line;          /* line the reader handed out last */
+	bool long_line;    /* a line exceeded inih's buffer */
+	int err_line;      /* first error we found, 0 if none */
+	char err[LT_CFG_ERR_MAX];
+	struct lt_config *cfg;
+	unsigned char seen[sizeof keys / sizeof keys[0]];
+	int seen_line[sizeof keys / sizeof keys[0]];
+};
+
+static void fail(struct parse_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct parse_state *st, const char *fmt, ...)
+{
+	if (st->err_line)
+		return;
+	st->err_line = st->line;
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	snprintf(st->err, sizeof st->err, "%s:%d: %s", st->path, st->line, msg);
+}
+
+/* ini_reader: fgets that counts lines and notices lines too long. */
+static char *reader(char *str, int num, void *stream)
+{
+	struct parse_state *st = stream;
+	if (!fgets(str, num, st->fp))
+		return NULL;
+	st->line++;
+	size_t len = strlen(str);
+	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(st->fp)) {
+		int c;
+		while ((c = fgetc(st->fp)) != EOF && c != '\n')
+			;
+		if (!st->long_line)
+				fail(st, "line longer than %d characters", num - 2);
+		st->long_line = true;
+	}
+	return str;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_state *st = user;
+	char why[512];
+	if (!name) /* a section header with no keys yet (INI_CALL_HANDLER_ON_NEW_SECTION) */
+		return 1;
+	if (!section[0]) {
+		fail(st, "key '%s' outside any section", name);
+		return 0;
+	}
+	const struct lt_config_key *k = find_key(section, name);
+	if (!k) {
+		if (!known_section(section))
+			fail(st, "unknown section [%s] (key '%s')", section, name);
+		else
+			fail(st, "unknown key '%s' in section [%s]", name, section);
+		return 0;
+	}
+	size_t idx = (size_t)(k - keys);
+	if (st->seen[idx]) {
+		fail(st, "duplicate key '%s' (first set on line %d)", name, st->seen_line[idx]);
+		return 0;
+	}
+	st->seen[idx] = 1;
+	st->seen_line[idx] = st->line;
+	if (!set_value(st->cfg, k, value, why, sizeof why)) {
+		fail(st, "[%s] %s", section, why);
+		return 0;
+	}
+	return 1;
+}
+
+enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err)
+{
+	lt_config_defaults(cfg);
+	struct parse_state *st = calloc(1, sizeof *st);
+	if (!st) {
+		snprintf(err, LT_CFG_ERR_MAX, "%s: out of memory", path);
+		return LT_ENOMEM;
+	}
+	st->fp = fopen(path, "r");
+	if (!st->fp) {
+		snprintf(err, LT_CFG_ERR_MAX, "%s: cannot open: %s", path, strerror(errno));
+		free(st);
+		return LT_EIO;
+	}
+	st->path = path;
+	st->cfg = cfg;
+	int rc = ini_parse_stream(reader, st, handler, st);
+	enum lt_err res = LT_OK;
+	if (ferror(st->fp)) {
+		snprintf(err, LT_CFG_ERR_MAX, "%s: read error", path);
+		res = LT_EIO;
+	} else if (st->err_line && (rc <= 0 || st->err_line <= rc)) {
+		snprintf(err, LT_CFG_ERR_MAX, "%s", st->err);
+		res = LT_ECONFIG;
+	} else if (rc != 0) {
+		snprintf(err, LT_CFG_ERR_MAX, "%s:%d: syntax error (expected [section] or key = value)",
+			 path, rc);
+		res = LT_ECONFIG;
+	} else if (strlen(path) < sizeof cfg->source) {
+		memcpy(cfg->source, path, strlen(path) + 1);
+	}
+	fclose(st->fp);
+	free(st);
+	return res;
+}
+
+/* ---- rendering ---- */
+
+void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key *k,
+			 char *out, size_t out_len)
+{
+	const char *base = (const char *)cfg + k->offset;
+	int64_t v;
+	bool b;
+	switch (k->type) {
+	case LT_CFG_INT:
+		memcpy(&v, base, sizeof v);
+		snprintf(out, out_len, "%lld", (long long)v);
+		return;
+	case LT_CFG_SIZE:
+		memcpy(&v, base, sizeof v);
+		if (v && v % GIB == 0)
+			snprintf(out, out_len, "%lldG", (long long)(v / GIB));
+		else if (v && v % MIB == 0)
+			snprintf(out, out_len, "%lldM", (long long)(v / MIB));
+		else if (v && v % KIB == 0)
+			snprintf(out, out_len, "%lldK", (long long)(v / KIB));
+		else
+			snprintf(out, out_len, "%lld", (long long)v);
+		return;
+	case LT_CFG_BOOL:
+		memcpy(&b, base, sizeof b);
+		snprintf(out, out_len, "%s", b ? "yes" : "no");
+		return;
+	case LT_CFG_ENUM:
+		memcpy(&v, base, sizeof v);
+		snprintf(out, out_len, "%s", k->choices[v]);
+		return;
+	case LT_CFG_STR:
+	case LT_CFG_HOSTPORT:
+		snprintf(out, out_len, "%s", base);
+		return;
+	}
+}
+
+void lt_config_render(const struct lt_config *cfg, struct lt_buf *out)
+{
+	const char *section = "";
+	char val[LT_CFG_STR_MAX];
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const struct lt_config_key *k = &keys[i];
+		if (strcmp(section, k->section) != 0) {
+			lt_buf_printf(out, "%s[%s]\n", i ? "\n" : "", k->section);
+			section = k->section;
+		}
+		lt_buf_printf(out, "# %s\n", k->help);
+		switch (k->type) {
+		case LT_CFG_INT:
+		case LT_CFG_SIZE:
+			lt_buf_printf(out, "# Range %lld-%lld. Default %s.", (long long)k->min,
+				      (long long)k->max, k->def);
+			break;
+		case LT_CFG_ENUM:
+		case LT_CFG_BOOL:
+		case LT_CFG_STR:
+		case LT_CFG_HOSTPORT:
+			lt_buf_printf(out, "# Default \"%s\".", k->def);
+			break;
+		}
+		lt_buf_printf(out, " %s\n", k->reloadable ? "Reloaded on SIGHUP." : "Needs a restart.");
+		lt_config_value_str(cfg, k, val, sizeof val);
+		lt_buf_printf(out, "%s = %s\n", k->name, val);
+	}
+}
+
+size_t lt_config_merge_reload(const struct lt_config *cur, struct lt_config *next,
+			      lt_config_diff_fn fn, void *arg)
+{
+	size_t n = 0;
+	char a[LT_CFG_STR_MAX], b[LT_CFG_STR_MAX];
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const struct lt_config_key *k = &keys[i];
+		lt_config_value_str(cur, k, a, sizeof a);
+		lt_config_value_str(next, k, b, sizeof b);
+		if (strcmp(a, b) == 0)
+			continue;
+		n++;
+		if (!k->reloadable) {
+			size_t sz = (k->type == LT_CFG_STR || k->type == LT_CFG_HOSTPORT)
+					    ? LT_CFG_STR_MAX
+					    : (k->type == LT_CFG_BOOL ? sizeof(bool) : sizeof(int64_t));
+			memcpy((char *)next + k->offset, (const char *)cur + k->offset, sz);
+		}
+		if (fn)
+			fn(arg, k, a, b, k->reloadable);
+	}
+	return n;
+}

@@ -1,0 +1,251 @@
+/*
+ * reply.c — building and writing responses; error envelopes; the lt_err to
+ * HTTP status mapping.  See request.h.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <assert.h>
+#include <civetweb.h>
+#include <string.h>
+#include <time.h>
+
+#include "http/request.h"
+#include "server.h"
+#include "util/clock.h"
+#include "util/timefmt.h"
+
+#define REPLY_STACK 4096
+#define REPLY_MAX (64u << 20)
+
+const char *lt_http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 402: return "Payment Required";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	}
+	return status < 400 ? "OK" : status < 500 ? "Bad Request" : "Internal Server Error";
+}
+
+int lt_err_http_status(enum lt_err err)
+{
+	switch (err) {
+	case LT_OK: return 200;
+	case LT_EINVAL:
+	case LT_ERANGE:
+	case LT_ESYNTAX: return 400;
+	case LT_EDENIED: return 403;
+	case LT_ENOTFOUND: return 404;
+	case LT_EEXIST: return 409;
+	case LT_ETOOBIG: return 413;
+	case LT_EBUSY:
+	case LT_ESTOPPED: return 503;
+	case LT_ETIMEOUT: return 504;
+	case LT_ENOMEM:
+	case LT_EIO:
+	case LT_ESCHEMA:
+	case LT_ECORRUPT:
+	case LT_ECONFIG: return 500;
+	}
+	return 500;
+}
+
+static const char security_headers[] =
+	"X-Content-Type-Options: nosniff\r\n"
+	"X-Frame-Options: DENY\r\n"
+	"Referrer-Policy: no-referrer\r\n"
+	"Permissions-Policy: geolocation=(), microphone=(), camera=()\r\n"
+	"Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n"
+	"Cache-Control: no-store\r\n";
+
+void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id,
+		     bool keep_alive, const char *content_type, const char *extra_headers,
+		     size_t body_len, int64_t now_ns)
+{
+	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t t = (time_t)(now_ns / LT_NS_PER_S);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	lt_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", status,
+		      lt_http_reason(status), days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+		      tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (content_type)
+		lt_buf_printf(out, "Content-Type: %s\r\n", content_type);
+	lt_buf_puts(out, "Content-Length: ");
+	lt_buf_put_u64(out, body_len);
+	lt_buf_puts(out, keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+	if (correlation_id && *correlation_id)
+		lt_buf_printf(out, "X-Correlation-Id: %s\r\n", correlation_id);
+	lt_buf_append(out, security_headers, sizeof security_headers - 1);
+	if (extra_headers)
+		lt_buf_puts(out, extra_headers);
+	lt_buf_puts(out, "\r\n");
+}
+
+void lt_reply(struct lt_req *req, int status, const char *content_type,
+	      const char *extra_headers, const char *body, size_t body_len)
+{
+	assert(!req->replied);
+	if (req->replied)
+		return;
+	req->replied = true;
+	req->status = status;
+	if (status == 204 || status == 304)
+		body_len = 0;
+	char stack[REPLY_STACK];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, REPLY_MAX);
+	bool ka = req->keep_alive && !req->close_after;
+	lt_reply_render(&b, status, req->correlation_id, ka, body_len || content_type ? content_type : NULL,
+			extra_headers, body_len, lt_clock_real_ns());
+	if (!req->head && body_len)
+		lt_buf_append(&b, body, body_len);
+	if (!ka && req->conn)
+		mg_disable_keep_alive(req->conn);
+	if (!b.err && req->conn)
+		mg_write(req->conn, b.data, b.len);
+	lt_buf_release(&b);
+}
+
+void lt_reply_json(struct lt_req *req, int status, const struct lt_buf *body,
+		   const char *extra_headers)
+{
+	if (body->err) {
+		lt_reply_error(req, 500, "response too large to render");
+		return;
+	}
+	lt_reply(req, status, "application/json", extra_headers, body->data, body->len);
+}
+
+void lt_reply_cjson(struct lt_req *req, int status, const cJSON *body, const char *extra_headers)
+{
+	char *text = cJSON_PrintUnformatted(body);
+	if (!text) {
+		lt_reply_error(req, 500, "out of memory");
+		return;
+	}
+	lt_reply(req, status, "application/json", extra_headers, text, strlen(text));
+	cJSON_free(text);
+}
+
+void lt_reply_openai_error(struct lt_req *req, int status, const char *type,
+			   const char *code, const char *param, const char *message,
+			   const char *extra_headers)
+{
+	char stack[1024];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 64 * 1024);
+	lt_buf_puts(&b, "{\"error\":{\"message\":");
+	lt_buf_put_json_str(&b, message, strlen(message));
+	lt_buf_puts(&b, ",\"type\":");
+	lt_buf_put_json_str(&b, type, strlen(type));
+	lt_buf_puts(&b, ",\"param\":");
+	if (param)
+		lt_buf_put_json_str(&b, param, strlen(param));
+	else
+		lt_buf_puts(&b, "null");
+	lt_buf_puts(&b, ",\"code\":");
+	if (code)
+		lt_buf_put_json_str(&b, code, strlen(code));
+	else
+		lt_buf_puts(&b, "null");
+	lt_buf_puts(&b, "}}");
+	char hdr[256 + LT_CORRELATION_MAX];
+	snprintf(hdr, sizeof hdr, "x-request-id: %s\r\n%s", req->correlation_id,
+		 extra_headers ? extra_headers : "");
+	lt_reply(req, status, "application/json", hdr, b.data, b.len);
+	lt_buf_release(&b);
+}
+
+static const char *openai_type(int status)
+{
+	switch (status) {
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
+	case 404: return "not_found_error";
+	case 429: return "rate_limit_error";
+	default: return status >= 500 ? "server_error" : "invalid_request_error";
+	}
+}
+
+void lt_reply_error_h(struct lt_req *req, int status, const char *message,
+		      const char *extra_headers)
+{
+	if (req->openai) {
+		lt_reply_openai_error(req, status, openai_type(status), NULL, NULL, message,
+				      extra_headers);
+		return;
+	}
+	char stack[1024], ts[LT_ISO_LEN];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 64 * 1024);
+	lt_time_iso(req->srv ? lt_clock_now_ns(&req->srv->clock) : lt_clock_real_ns(), ts);
+	lt_buf_puts(&b, "{\"message\":");
+	lt_buf_put_json_str(&b, message, strlen(message));
+	lt_buf_printf(&b, ",\"timestamp\":\"%s\",\"status\":%d,\"path\":", ts, status);
+	lt_buf_put_json_str(&b, req->path, strlen(req->path));
+	lt_buf_puts(&b, ",\"correlationId\":");
+	lt_buf_put_json_str(&b, req->correlation_id, strlen(req->correlation_id));
+	lt_buf_puts(&b, "}");
+	lt_reply(req, status, "application/json", extra_headers, b.data, b.len);
+	lt_buf_release(&b);
+}
+
+void lt_reply_error(struct lt_req *req, int status, const char *message)
+{
+	lt_reply_error_h(req, status, message, NULL);
+}
+
+const char *lt_req_header(const struct lt_req *req, const char *name)
+{
+	return req->conn ? mg_get_header(req->conn, name) : NULL;
+}
+
+enum lt_err lt_req_query(const struct lt_req *req, const char *name, char *out, size_t cap)
+{
+	if (!req->query)
+		return LT_ENOTFOUND;
+	int n = mg_get_var(req->query, strlen(req->query), name, out, cap);
+	if (n == -1)
+		return LT_ENOTFOUND;
+	if (n < 0)
+		return LT_ETOOBIG;
+	return LT_OK;
+}
+
+enum lt_err lt_req_param(const struct lt_req *req, const char *name, const char **val, size_t *len)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < req->match.nparams; i++) {
+		const struct lt_route_param *p = &req->match.params[i];
+		if (p->name_len == nl && memcmp(p->name, name, nl) == 0) {
+			*val = p->value;
+			*len = p->len;
+			return LT_OK;
+		}
+	}
+	return LT_ENOTFOUND;
+}

@@ -1,0 +1,97 @@
+/*
+ * scheduler.c — periodic maintenance thread.  See scheduler.h.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <time.h>
+
+#include "conf/config.h"
+#include "scheduler.h"
+#include "server.h"
+#include "store/db.h"
+#include "store/kv.h"
+
+#define TICK_MS 100
+#define READER_CHECK_MS 10000
+
+static void *sched_main(void *arg)
+{
+	struct lt_scheduler *s = arg;
+	struct lt_server *srv = s->srv;
+	struct sqlite3 *db = NULL;
+	char err[LT_DB_ERR_MAX];
+	const struct lt_config *cfg = lt_server_config_acquire(srv);
+	if (lt_db_open(srv->db_path, false, false, (int)cfg->storage_sqlite_synchronous,
+		       (int)cfg->storage_busy_timeout_ms, &db, err))
+		lt_log_error(&srv->log, "scheduler: no checkpoint connection: %s", err);
+	lt_server_config_release(srv, cfg);
+	int64_t last_sync = lt_clock_mono_ns(), last_readers = last_sync, last_ckpt = last_sync;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += TICK_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->wake, &s->lock, &until);
+		if (s->stopping)
+			break;
+		pthread_mutex_unlock(&s->lock);
+
+		int64_t now = lt_clock_mono_ns();
+		cfg = lt_server_config_acquire(srv);
+		if (srv->kv && now - last_sync >= cfg->storage_lmdb_sync_interval_ms * LT_NS_PER_MS) {
+			if (lt_kv_sync(srv->kv))
+				lt_log_error(&srv->log, "scheduler: LMDB sync failed");
+			last_sync = now;
+		}
+		if (srv->kv && now - last_readers >= READER_CHECK_MS * LT_NS_PER_MS) {
+			int dead = 0;
+			if (lt_kv_reader_check(srv->kv, &dead) == LT_OK && dead)
+				lt_log_warn(&srv->log, "scheduler: cleared %d stale LMDB reader slots", dead);
+			last_readers = now;
+		}
+		if (db && now - last_ckpt >= cfg->storage_checkpoint_interval_ms * LT_NS_PER_MS) {
+			int logf = 0, done = 0;
+			enum lt_err e = lt_db_checkpoint(db, &logf, &done);
+			if (e && e != LT_EBUSY)
+				lt_log_error(&srv->log, "scheduler: WAL checkpoint failed");
+			else
+				lt_log_debug(&srv->log, "scheduler: WAL checkpoint %d/%d frames", done, logf);
+			last_ckpt = now;
+		}
+		lt_server_config_release(srv, cfg);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	lt_db_close(db);
+	return NULL;
+}
+
+enum lt_err lt_scheduler_start(struct lt_scheduler *s, struct lt_server *srv)
+{
+	s->srv = srv;
+	s->stopping = false;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	if (pthread_create(&s->thread, NULL, sched_main, s) != 0)
+		return LT_ENOMEM;
+	s->started = true;
+	return LT_OK;
+}
+
+void lt_scheduler_stop(struct lt_scheduler *s)
+{
+	if (!s->started)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->lock);
+	s->started = false;
+}

@@ -1,0 +1,34 @@
+/*
+ * scheduler.h — the scheduler thread: periodic maintenance.
+ *
+ * Today: flush LMDB (lmdb_sync_interval_ms), clear stale LMDB readers left by
+ * dead processes (every 10 s), checkpoint the SQLite WAL on its own
+ * connection (checkpoint_interval_ms).  Later: saga recovery, bucket sweep,
+ * quota window roll, analytics retention.  Intervals are read from the
+ * current config snapshot at each tick, so SIGHUP changes them.
+ *
+ * Locking: `lock` + `wake` guard `stopping` only.
+ * Ownership: the scheduler opens and closes its own SQLite connection.
+ */
+#ifndef LT_SCHEDULER_H
+#define LT_SCHEDULER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "util/err.h"
+
+struct lt_server;
+
+struct lt_scheduler {
+	struct lt_server *srv;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping, started;
+};
+
+enum lt_err lt_scheduler_start(struct lt_scheduler *s, struct lt_server *srv);
+void lt_scheduler_stop(struct lt_scheduler *s);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * server.h — struct lt_server: the one state struct of leakyd.
+ *
+ * Created in leakyd.c (main), passed to every subsystem; there are no other
+ * globals (ARCHITECTURE.md).  What lives here and who may touch it:
+ *
+ *   config     the current configuration snapshot.  Readers take a
+ *              reference with lt_server_config_acquire() and drop it with
+ *              lt_server_config_release(); SIGHUP swaps in a new snapshot
+ *              under cfg_lock and the old one is freed by its last reader.
+ *   clock      the time source (manual in tests).
+ *   log        the JSON-lines logger.
+ *   metrics    the registry, plus the handles of leakyd's own families.
+ *   db/writer  leaky.db: the writer thread owns the write connection.
+ *   kv         the LMDB environment (buckets/).
+ *   ready      bit set of LT_READY_* conditions; /readyz is 200 when all
+ *              required bits are set and LT_READY_DRAINING is not.
+ *   inflight   requests being handled now (admission uses it).
+ */
+#ifndef LT_SERVER_H
+#define LT_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/config.h"
+#include "store/writer.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+struct sqlite3;
+struct lt_kv;
+struct mg_context;
+struct lt_route;
+
+enum {
+	LT_READY_STORAGE = 1 << 0,    /* leaky.db open */
+	LT_READY_MIGRATED = 1 << 1,   /* schema up to date */
+	LT_READY_BUCKETS = 1 << 2,    /* LMDB open */
+	LT_READY_WRITER = 1 << 3,     /* writer thread running */
+	LT_READY_DRAINING = 1 << 16,  /* shutting down: not ready */
+};
+#define LT_READY_ALL (LT_READY_STORAGE | LT_READY_MIGRATED | LT_READY_BUCKETS | LT_READY_WRITER)
+
+struct lt_config_snap {
+	struct lt_config cfg;
+	atomic_int refs;
+};
+
+struct lt_server_metrics {
+	struct lt_metric_family *requests;   /* route, method, status */
+	struct lt_metric_family *duration;   /* route */
+	struct lt_metric_family *inflight;
+	struct lt_metric_family *rejected;   /* reason */
+	struct lt_metric_family *build_info; /* version */
+	struct lt_metric_family *start_time;
+	struct lt_metric_family *db_bytes;   /* file */
+	struct lt_metric_family *kv_bytes;   /* kind */
+	struct lt_metric_family *kv_entries;
+	struct lt_metric_family *writer_commits;
+	struct lt_metric_family *writer_writes; /* outcome */
+	struct lt_metric_family *writer_depth;
+	struct lt_metric_family *writer_group;
+	struct lt_metric_family *reloads;    /* outcome */
+	struct lt_series *inflight_s;
+};
+
+struct lt_server {
+	pthread_mutex_t cfg_lock;
+	struct lt_config_snap *config; /* guarded by cfg_lock */
+
+	struct lt_clock clock;
+	struct lt_log log;
+	struct lt_metrics metrics;
+	struct lt_server_metrics m;
+
+	char db_path[LT_CFG_STR_MAX + 32];
+	char kv_path[LT_CFG_STR_MAX + 32];
+	struct sqlite3 *db;       /* the writer's connection */
+	struct lt_writer writer;
+	struct lt_kv *kv;
+
+	atomic_uint ready;
+	atomic_int inflight;
+	int64_t start_ns;         /* real wall time at start */
+
+	struct mg_context *http;
+	int http_port;            /* the port actually bound */
+	const struct lt_route *routes; /* the route table (static, api/routes.c) */
+	size_t nroutes;
+};
+
+/* Take a reference to the current configuration; never NULL. */
+const struct lt_config *lt_server_config_acquire(struct lt_server *srv);
+void lt_server_config_release(struct lt_server *srv, const struct lt_config *cfg);
+
+/* Make `cfg` (copied) the current snapshot. */
+enum lt_err lt_server_config_install(struct lt_server *srv, const struct lt_config *cfg);
+
+bool lt_server_is_ready(const struct lt_server *srv);
+
+#endif
