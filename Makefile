@@ -29,7 +29,7 @@ WARN    := -Wall -Wextra -Werror -Wformat=2 -Wstrict-prototypes -Wmissing-protot
 HARDEN  := -fstack-protector-strong -fPIE -fno-strict-aliasing
 CFLAGS  ?= -g
 ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE $(WARN) $(HARDEN) $(OPT) $(CFLAGS) \
-	-Isrc -DLT_GIT_REV='"$(GIT_REV)"' $(shell pkg-config --cflags $(PKGS)) -MMD -MP
+	-Isrc -I$(B)/gen $(shell pkg-config --cflags $(PKGS)) -MMD -MP
 LDFLAGS_ALL = -pie -Wl,-z,relro,-z,now $(if $(SANITIZE),-fsanitize=$(SANITIZE)) $(LDFLAGS)
 LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lcivetweb -lbearssl -lpthread -lm $(LDLIBS)
 
@@ -44,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 
-.PHONY: all run test check unit integration docs-check fuzz-replay fuzz-smoke lint bench \
+.PHONY: FORCE all run test check unit integration docs-check fuzz-replay fuzz-smoke lint bench \
 	deps deps-test clean
 
 all: $(B)/leakyd $(B)/leakyctl
@@ -57,6 +57,14 @@ deps-test:
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The git revision, rewritten only when it changes so objects rebuild then.
+$(B)/gen/rev.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define LT_GIT_REV "$(GIT_REV)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
+$(B)/src/leakyd.o $(B)/src/cli/cmd_store.o $(B)/src/cli/leakyctl.o: $(B)/gen/rev.h
 
 $(B)/gen/schema_sql.c: schema.sql tools/embed.sh
 	@mkdir -p $(dir $@)
@@ -89,7 +97,6 @@ $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(B)/libleaky.a
 		$(B)/libleaky.a $(LDLIBS_ALL)
 
 run: deps all
-	@mkdir -p var
 	./$(B)/leakyd -c etc/leakyd.conf
 
 unit: $(UNIT_BIN)
@@ -114,12 +121,12 @@ test: deps-test
 	$(MAKE) check SANITIZE=address,undefined
 
 FUZZ_CC ?= clang
-fuzz-smoke: deps-test
+fuzz-smoke: deps-test $(GEN_SRC)
 	@mkdir -p build/fuzz
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 		$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 		$$(pkg-config --cflags $(PKGS)) -o build/fuzz/$$n $$f \
-		$$(ls $(LIB_SRC) | grep -v -e 'src/leakyd.c') $$(find $(B)/gen -name '*.c' 2>/dev/null) \
+		$(LIB_SRC) $(GEN_SRC) \
 		$(LDLIBS_ALL); \
 		mkdir -p build/fuzz/corpus-$$n; \
 		build/fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-20} -max_len=4096 \

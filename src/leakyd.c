@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -66,10 +67,12 @@ static enum lt_err build_config(const struct overrides *o, struct lt_config *cfg
 	} else {
 		lt_config_defaults(cfg);
 	}
-	if (o->env_data_dir &&
+	/* An environment value is only looked at when no flag replaces it. */
+	if (o->env_data_dir && !o->data_dir &&
 	    (e = lt_config_set(cfg, "storage", "data_dir", o->env_data_dir, "LEAKYD_DATA_DIR", err)))
 		return e;
-	if (o->env_listen && (e = lt_config_set(cfg, "http", "listen", o->env_listen, "LEAKYD_LISTEN", err)))
+	if (o->env_listen && !o->listen &&
+	    (e = lt_config_set(cfg, "http", "listen", o->env_listen, "LEAKYD_LISTEN", err)))
 		return e;
 	if (o->data_dir && (e = lt_config_set(cfg, "storage", "data_dir", o->data_dir, "--data-dir", err)))
 		return e;
@@ -210,7 +213,7 @@ static void drain(struct lt_server *srv, sigset_t *sigs)
 	if (left == 0)
 		lt_http_stop(srv);
 	else
-		lt_log_warn(&srv->log, "drain deadline passed with %d request(s) in flight", left);
+		lt_log_warn(&srv->log, "leaving with %d request(s) still in flight", left);
 }
 
 int main(int argc, char **argv)
@@ -276,6 +279,10 @@ int main(int argc, char **argv)
 		free(cfg);
 		return EX_SOFTWARE;
 	}
+
+	/* Everything leakyd creates (data dir, databases, secrets, logs) is
+	 * for its own user only. */
+	umask(077);
 
 	/* Signals go to the main thread only: block them before any thread. */
 	sigset_t sigs;
@@ -361,6 +368,7 @@ int main(int argc, char **argv)
 		 * flushed, so leave without joining them. */
 		_exit(rc);
 	}
+	lt_writer_release(&srv.writer);
 	lt_metrics_release(&srv.metrics);
 	lt_server_config_release(&srv, &srv.config->cfg);
 	lt_log_release(&srv.log);

@@ -9,13 +9,13 @@
 #define DBG LT_AUTH_DEBUG
 
 static const struct lt_route routes[] = {
-	{"GET", "/healthz", lt_api_healthz, PUB, LT_BODY_NONE, false, "Liveness"},
-	{"GET", "/readyz", lt_api_readyz, PUB, LT_BODY_NONE, false, "Readiness with reasons"},
-	{"GET", "/actuator/health", lt_api_actuator_health, PUB, LT_BODY_NONE, false, "Actuator health"},
+	{"GET", "/healthz", lt_api_healthz, PUB, LT_BODY_NONE, false, "Liveness", true},
+	{"GET", "/readyz", lt_api_readyz, PUB, LT_BODY_NONE, false, "Readiness with reasons", true},
+	{"GET", "/actuator/health", lt_api_actuator_health, PUB, LT_BODY_NONE, false, "Actuator health", true},
 	{"GET", "/actuator/health/liveness", lt_api_actuator_liveness, PUB, LT_BODY_NONE, false,
-	 "Actuator liveness"},
+	 "Actuator liveness", true},
 	{"GET", "/actuator/health/readiness", lt_api_actuator_readiness, PUB, LT_BODY_NONE, false,
-	 "Actuator readiness"},
+	 "Actuator readiness", true},
 	{"GET", "/metrics", lt_api_metrics, PUB, LT_BODY_NONE, false, "Prometheus metrics"},
 	{"GET", "/actuator/prometheus", lt_api_metrics, PUB, LT_BODY_NONE, false, "Prometheus metrics"},
 	{"GET", "/openapi.json", lt_api_openapi, PUB, LT_BODY_NONE, false, "This API as OpenAPI 3.1"},

@@ -17,7 +17,6 @@ struct lt_cli {
 	const char *data_dir;     /* resolved: -d, LEAKYD_DATA_DIR, config, ./var */
 	const char *config_path;  /* -c or LEAKYD_CONFIG, or NULL */
 	struct lt_config cfg;     /* defaults + file + overrides */
-	bool json;                /* --json output where supported */
 };
 
 struct lt_cli_cmd {

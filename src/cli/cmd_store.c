@@ -43,7 +43,7 @@ int lt_cmd_init(struct lt_cli *cli, int argc, char **argv)
 	}
 	lt_db_close(db);
 	struct lt_kv *kv;
-	char kerr[LT_KV_ERR_MAX];
+	char kerr[LT_KV_ERR_MAX] = "data directory path too long";
 	if (lt_datadir_path(cli->data_dir, "buckets", path, sizeof path) ||
 	    lt_kv_open(path, (uint64_t)cli->cfg.storage_lmdb_map_size, false, &kv, kerr)) {
 		fprintf(stderr, "leakyctl init: bucket store: %s\n", kerr);
@@ -70,7 +70,7 @@ int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 		return EX_NOINPUT;
 	}
 	struct sqlite3 *db;
-	if (lt_db_open(path, false, false, (int)cli->cfg.storage_sqlite_synchronous,
+	if (lt_db_open(path, false, true, (int)cli->cfg.storage_sqlite_synchronous,
 		       (int)cli->cfg.storage_busy_timeout_ms, &db, err)) {
 		fprintf(stderr, "leakyctl check: %s\n", err);
 		return EX_IOERR;
@@ -100,7 +100,7 @@ int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 	lt_db_close(db);
 
 	struct lt_kv *kv;
-	char kerr[LT_KV_ERR_MAX];
+	char kerr[LT_KV_ERR_MAX] = "data directory path too long";
 	struct lt_kv_stat ks;
 	if (lt_datadir_path(cli->data_dir, "buckets", path, sizeof path) ||
 	    lt_kv_open(path, (uint64_t)cli->cfg.storage_lmdb_map_size, true, &kv, kerr)) {

@@ -30,6 +30,7 @@ const struct lt_cli_cmd *lt_cli_commands(void)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: leakyctl [-d DATA_DIR] [-c CONFIG] COMMAND [ARGS]\n\ncommands:\n");
+	/* keep in step with man/leakyctl.1 (a test checks every name) */
 	for (const struct lt_cli_cmd *c = commands; c->name; c++)
 		fprintf(out, "  %-14s %-8s %s\n", c->name, c->args, c->help);
 	fprintf(out, "\nSee leakyctl(1).\n");
@@ -55,8 +56,6 @@ int main(int argc, char **argv)
 			dir_flag = argv[++i];
 		else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc)
 			cli->config_path = argv[++i];
-		else if (!strcmp(a, "--json"))
-			cli->json = true;
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			free(cli);
@@ -107,7 +106,9 @@ int main(int argc, char **argv)
 	 * their own errors. */
 	char err[LT_CFG_ERR_MAX];
 	lt_config_defaults(&cli->cfg);
-	if (cli->config_path && cmd->run != lt_cmd_config_check &&
+	bool needs_config = cmd->run != lt_cmd_config_check && cmd->run != lt_cmd_help &&
+			    cmd->run != lt_cmd_version;
+	if (cli->config_path && needs_config &&
 	    lt_config_load(cli->config_path, &cli->cfg, err)) {
 		fprintf(stderr, "leakyctl: %s\n", err);
 		free(cli);

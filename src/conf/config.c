@@ -25,7 +25,7 @@ static const char *const level_choices[] = {"debug", "info", "warn", "error", NU
 
 static const struct lt_config_key keys[] = {
 	{"http", "listen", LT_CFG_HOSTPORT, OFF(http_listen), "127.0.0.1:8080", 0, 0, NULL, false,
-	 "Address and port of the API listener (HOST:PORT, [IPv6]:PORT; port 0 picks a free one)."},
+	 "Address and port of the API listener (IPv4-ADDRESS:PORT or localhost:PORT; port 0 picks a free one)."},
 	{"http", "threads", LT_CFG_INT, OFF(http_threads), "128", 2, 4096, NULL, false,
 	 "Worker threads. Each open keep-alive connection holds one: size for peak connections."},
 	{"http", "max_inflight", LT_CFG_INT, OFF(http_max_inflight), "512", 1, 100000, NULL, true,
@@ -33,7 +33,7 @@ static const struct lt_config_key keys[] = {
 	{"http", "max_body", LT_CFG_SIZE, OFF(http_max_body), "1M", 1 * KIB, 64 * MIB, NULL, true,
 	 "Largest request body accepted (bytes, K/M/G suffixes); larger ones get 413."},
 	{"http", "max_header", LT_CFG_SIZE, OFF(http_max_header), "16K", 1 * KIB, 1 * MIB, NULL, false,
-	 "Largest request line plus headers (bytes); larger requests get 413."},
+	 "Largest request line plus headers (bytes); larger requests get 431."},
 	{"http", "request_timeout_ms", LT_CFG_INT, OFF(http_request_timeout_ms), "30000", 100, 3600000, NULL, false,
 	 "Time allowed to read a request and write its response (milliseconds)."},
 	{"http", "keep_alive", LT_CFG_BOOL, OFF(http_keep_alive), "yes", 0, 0, NULL, false,
@@ -118,12 +118,9 @@ static bool parse_hostport(const char *v, char *why, size_t whylen)
 {
 	const char *colon;
 	if (v[0] == '[') {
-		const char *close = strchr(v, ']');
-		if (!close || close == v + 1 || close[1] != ':') {
-			snprintf(why, whylen, "expected [IPv6]:PORT, got '%s'", v);
-			return false;
-		}
-		colon = close + 1;
+		/* Debian's civetweb 1.15 is built without IPv6. */
+		snprintf(why, whylen, "IPv6 addresses are not supported, got '%s'", v);
+		return false;
 	} else {
 		colon = strrchr(v, ':');
 		if (!colon || colon == v || memchr(v, ':', (size_t)(colon - v))) {
@@ -299,6 +296,26 @@ static char *reader(char *str, int num, void *stream)
 		return NULL;
 	st->line++;
 	size_t len = strlen(str);
+	/* inih only reports a section through its keys: check headers here so
+	 * an unknown section is an error even when it is empty. */
+	const char *p = str;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '[') {
+		const char *close = strchr(p, ']');
+		if (close) {
+			char name[64];
+			size_t n = (size_t)(close - p - 1);
+			if (n < sizeof name) {
+				memcpy(name, p + 1, n);
+				name[n] = '\0';
+				if (!known_section(name))
+					fail(st, "unknown section [%s]", name);
+			} else {
+				fail(st, "section name too long");
+			}
+		}
+	}
 	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(st->fp)) {
 		int c;
 		while ((c = fgetc(st->fp)) != EOF && c != '\n')
@@ -322,10 +339,7 @@ static int handler(void *user, const char *section, const char *name, const char
 	}
 	const struct lt_config_key *k = find_key(section, name);
 	if (!k) {
-		if (!known_section(section))
-			fail(st, "unknown section [%s] (key '%s')", section, name);
-		else
-			fail(st, "unknown key '%s' in section [%s]", name, section);
+		fail(st, "unknown key '%s' in section [%s]", name, section);
 		return 0;
 	}
 	size_t idx = (size_t)(k - keys);
@@ -358,6 +372,8 @@ enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err)
 	}
 	st->path = path;
 	st->cfg = cfg;
+	/* An indented line would continue the previous value: refuse it. */
+	ini_allow_multiline = false;
 	int rc = ini_parse_stream(reader, st, handler, st);
 	enum lt_err res = LT_OK;
 	if (ferror(st->fp)) {

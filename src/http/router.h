@@ -41,6 +41,7 @@ struct lt_route {
 	enum lt_body body;
 	bool needs_ready;      /* 503 until storage is ready */
 	const char *summary;   /* one line, for the OpenAPI check */
+	bool during_drain;     /* still served while shutting down (health probes) */
 };
 
 struct lt_route_param {

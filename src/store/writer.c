@@ -36,30 +36,39 @@ enum lt_err lt_writer_start(struct lt_writer *w, sqlite3 *db, size_t queue_cap, 
 		w->ring = NULL;
 		return LT_ENOMEM;
 	}
-	w->started = true;
+	w->initialised = true;
+	atomic_store(&w->started, true);
 	return LT_OK;
 }
 
 void lt_writer_stop(struct lt_writer *w)
 {
-	if (!w->started)
+	if (!atomic_load(&w->started))
 		return;
 	pthread_mutex_lock(&w->lock);
 	w->stopping = true;
 	pthread_cond_signal(&w->nonempty);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	atomic_store(&w->started, false);
+}
+
+void lt_writer_release(struct lt_writer *w)
+{
+	lt_writer_stop(w);
+	if (!w->initialised)
+		return;
 	pthread_cond_destroy(&w->nonempty);
 	pthread_mutex_destroy(&w->lock);
 	free(w->ring);
 	w->ring = NULL;
-	w->started = false;
+	w->initialised = false;
 }
 
 enum lt_err lt_writer_run(struct lt_writer *w, lt_write_fn fn, void *arg)
 {
 	struct lt_write job = {.fn = fn, .arg = arg, .result = LT_OK};
-	if (!w->started)
+	if (!w->initialised)
 		return LT_ESTOPPED;
 	sem_init(&job.done, 0, 0);
 	pthread_mutex_lock(&w->lock);
@@ -164,7 +173,7 @@ void lt_writer_get_stats(struct lt_writer *w, struct lt_writer_stats *out)
 	out->writes = atomic_load(&w->writes);
 	out->failed = atomic_load(&w->failed);
 	out->max_group = atomic_load(&w->max_group);
-	if (w->started) {
+	if (w->initialised) {
 		pthread_mutex_lock(&w->lock);
 		out->depth = w->count;
 		pthread_mutex_unlock(&w->lock);

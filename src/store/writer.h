@@ -10,7 +10,9 @@
  *
  * The queue is bounded: a full queue answers LT_EBUSY at once (the HTTP layer
  * turns it into 503).  lt_writer_stop() commits everything already queued,
- * then refuses new writes with LT_ESTOPPED.
+ * then refuses new writes with LT_ESTOPPED; the queue and its lock stay
+ * valid until lt_writer_release(), so a late caller gets LT_ESTOPPED rather
+ * than a destroyed mutex.
  *
  * Locking: `lock` guards the queue and the stop flag.  The sqlite3 handle is
  * used only by the writer thread while it runs.  Stats are atomics.
@@ -57,7 +59,9 @@ struct lt_writer {
 	struct lt_write **ring;  /* capacity `cap` */
 	size_t cap, head, count;
 	size_t batch;
-	bool stopping, started;
+	bool stopping;           /* guarded by lock */
+	atomic_bool started;     /* thread running; lock and ring valid until release */
+	bool initialised;        /* lock and ring exist */
 	atomic_uint_least64_t commits, writes, failed, max_group;
 	void (*on_group)(void *arg, size_t group); /* optional observer */
 	void *on_group_arg;
@@ -70,6 +74,8 @@ enum lt_err lt_writer_start(struct lt_writer *w, struct sqlite3 *db, size_t queu
 			    void *on_group_arg);
 /* Commit what is queued, stop the thread.  Safe to call twice. */
 void lt_writer_stop(struct lt_writer *w);
+/* Free the queue and lock after stop, once no thread can call run. */
+void lt_writer_release(struct lt_writer *w);
 
 /* Run fn(db, arg) on the writer and wait for its commit.  Returns fn's
  * result, LT_EIO if the commit failed, LT_EBUSY if the queue is full,
