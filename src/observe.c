@@ -79,6 +79,10 @@ static double file_size(const char *path)
 void lt_observe_collect(struct lt_server *srv)
 {
 	struct lt_server_metrics *m = &srv->m;
+	/* Workers set the gauge as they start and end requests, but two racing
+	 * workers can store their counts out of order; at scrape time read the
+	 * counter itself so the rendered value is exact. */
+	lt_gauge_set(m->inflight_s, atomic_load(&srv->inflight));
 	char wal[sizeof srv->db_path + 8];
 	const char *db[] = {"leaky.db"}, *dbw[] = {"leaky.db-wal"};
 	snprintf(wal, sizeof wal, "%s-wal", srv->db_path);

@@ -75,7 +75,14 @@ void lt_api_clock_post(struct lt_req *req)
 		lt_reply_error(req, 400, "the clock cannot move outside 1970..2262");
 		return;
 	}
-	lt_log_info(&req->srv->log, "manual clock moved");
+	/* API.md §0: every log line of a request carries its correlation id. */
+	char store[2 * LT_CORRELATION_MAX + 32];
+	struct lt_buf extra;
+	lt_buf_init(&extra, store, sizeof store, sizeof store - 1);
+	lt_buf_puts(&extra, ",\"correlationId\":");
+	lt_buf_put_json_str(&extra, req->correlation_id, strlen(req->correlation_id));
+	lt_log_msg(&req->srv->log, LT_LOG_INFO, extra.err ? NULL : extra.data, "manual clock moved");
+	lt_buf_release(&extra);
 	reply_clock(req);
 }
 

@@ -25,7 +25,9 @@ enum lt_err lt_datadir_prepare(const char *dir, char *err)
 		char saved = path[i];
 		path[i] = '\0';
 		if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-			snprintf(err, LT_DATADIR_ERR_MAX, "mkdir %s: %s", path, strerror(errno));
+			/* Bounded so the errno text survives a long path (and so
+			 * -Wformat-truncation, on at -O1, has nothing to say). */
+			snprintf(err, LT_DATADIR_ERR_MAX, "mkdir %.400s: %s", path, strerror(errno));
 			return LT_EIO;
 		}
 		path[i] = saved;
