@@ -147,4 +147,4 @@ bench: all
 clean:
 	rm -rf build
 
--include $(wildcard $(B)/src/*.d $(B)/src/*/*.d $(B)/gen/*.d)
+-include $(wildcard $(B)/src/*.d $(B)/src/*/*.d $(B)/gen/*.d $(B)/tests/*.d $(B)/fuzz/*.d)

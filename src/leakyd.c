@@ -321,6 +321,11 @@ int main(int argc, char **argv)
 	if (lt_http_start(&srv, herr)) {
 		lt_log_error(&srv.log, "%s", herr);
 		free(cfg);
+		/* Nothing else has started: release what main owns (LSan). */
+		lt_metrics_release(&srv.metrics);
+		lt_server_config_release(&srv, &srv.config->cfg);
+		lt_log_release(&srv.log);
+		pthread_mutex_destroy(&srv.cfg_lock);
 		return EX_UNAVAILABLE;
 	}
 	{

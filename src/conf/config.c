@@ -145,6 +145,32 @@ static bool parse_hostport(const char *v, char *why, size_t whylen)
 	return true;
 }
 
+/* A string value must read back the same after lt_config_render writes it
+ * as "name = value": no control characters (a newline would start a new
+ * line), no space at either end (inih strips it), and no ';' at the start
+ * or after a space (inih takes it for an inline comment). */
+static bool ini_safe(const struct lt_config_key *k, const char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c < 0x20 || c == 0x7F) {
+			snprintf(why, whylen, "%s must not contain control characters", k->name);
+			return false;
+		}
+		if (c == ';' && (i == 0 || v[i - 1] == ' ')) {
+			snprintf(why, whylen, "%s must not have ';' at its start or after a space",
+				 k->name);
+			return false;
+		}
+	}
+	if (n && (v[0] == ' ' || v[n - 1] == ' ')) {
+		snprintf(why, whylen, "%s must not start or end with a space", k->name);
+		return false;
+	}
+	return true;
+}
+
 /* Parse `value` for key k into cfg.  On failure, why explains. */
 static bool set_value(struct lt_config *cfg, const struct lt_config_key *k,
 		      const char *value, char *why, size_t whylen)
@@ -220,6 +246,8 @@ static bool set_value(struct lt_config *cfg, const struct lt_config_key *k,
 	case LT_CFG_STR: {
 		size_t len = strlen(value);
 		int64_t max = k->type == LT_CFG_STR ? k->max : 255;
+		if (!ini_safe(k, value, why, whylen))
+			return false;
 		if ((int64_t)len > max || (int64_t)len < k->min) {
 			snprintf(why, whylen, "%s must be %lld to %lld characters long", k->name,
 				 (long long)k->min, (long long)max);

@@ -2,6 +2,7 @@
  * json.c — strict parsing of untrusted JSON.  See json.h.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/json.h"
@@ -27,6 +28,20 @@ enum lt_err lt_json_parse(const char *s, size_t n, cJSON **out, size_t *err_pos)
 	cJSON *root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
 	if (!root) {
 		*err_pos = end && end >= s && end <= s + len ? (size_t)(end - s) : 0;
+		/* cJSON reports running out of input as an error at the last byte.
+		 * Parse again with a byte no JSON token accepts appended, so a
+		 * truncated text (or one cut by a NUL) reports its end. */
+		char *copy = malloc(len + 1);
+		if (copy) {
+			memcpy(copy, s, len);
+			copy[len] = '#';
+			end = NULL;
+			cJSON *again = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 0);
+			if (!again && end && end >= copy && end <= copy + len)
+				*err_pos = (size_t)(end - copy);
+			cJSON_Delete(again);
+			free(copy);
+		}
 		return LT_ESYNTAX;
 	}
 	size_t pos = end ? (size_t)(end - s) : len;
