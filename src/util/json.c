@@ -2,18 +2,11 @@
  * json.c — strict parsing of untrusted JSON.  See json.h.
  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "util/json.h"
+#include "util/json_check.h"
 #include "util/utf8.h"
-
-static size_t skip_ws(const char *s, size_t i, size_t n)
-{
-	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	return i;
-}
 
 enum lt_err lt_json_parse(const char *s, size_t n, cJSON **out, size_t *err_pos)
 {
@@ -21,36 +14,16 @@ enum lt_err lt_json_parse(const char *s, size_t n, cJSON **out, size_t *err_pos)
 	*err_pos = 0;
 	if (!lt_utf8_valid(s, n, err_pos))
 		return LT_ESYNTAX;
-	/* cJSON stops at a NUL inside the text; treat one as an error there. */
-	const char *nul = memchr(s, '\0', n);
-	size_t len = nul ? (size_t)(nul - s) : n;
+	/* The strict scanner decides validity and the error offset; cJSON only
+	 * builds the tree of a text already known to be good (a NUL byte is
+	 * never valid JSON, so cJSON never sees one). */
+	enum lt_err e = lt_json_check(s, n, LT_JSON_MAX_DEPTH, err_pos);
+	if (e)
+		return e;
 	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
-	if (!root) {
-		*err_pos = end && end >= s && end <= s + len ? (size_t)(end - s) : 0;
-		/* cJSON reports running out of input as an error at the last byte.
-		 * Parse again with a byte no JSON token accepts appended, so a
-		 * truncated text (or one cut by a NUL) reports its end. */
-		char *copy = malloc(len + 1);
-		if (copy) {
-			memcpy(copy, s, len);
-			copy[len] = '#';
-			end = NULL;
-			cJSON *again = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 0);
-			if (!again && end && end >= copy && end <= copy + len)
-				*err_pos = (size_t)(end - copy);
-			cJSON_Delete(again);
-			free(copy);
-		}
-		return LT_ESYNTAX;
-	}
-	size_t pos = end ? (size_t)(end - s) : len;
-	pos = skip_ws(s, pos, n);
-	if (pos != n) {
-		cJSON_Delete(root);
-		*err_pos = pos;
-		return LT_ESYNTAX;
-	}
+	cJSON *root = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+	if (!root) /* valid text: only an allocation can fail */
+		return LT_ENOMEM;
 	*out = root;
 	return LT_OK;
 }

@@ -24,8 +24,10 @@
 /* Largest integer a double holds exactly. */
 #define LT_JSON_INT_MAX INT64_C(9007199254740991)
 
-/* Parse s[0..n).  LT_ESYNTAX with *err_pos set on malformed JSON or
- * invalid UTF-8; LT_ENOMEM on allocation failure. */
+/* Parse s[0..n) as strict RFC 8259 JSON (see json_check.h), nesting at
+ * most LT_JSON_MAX_DEPTH.  LT_ESYNTAX with *err_pos set on malformed JSON
+ * or invalid UTF-8, LT_ETOOBIG when nested too deep, LT_ENOMEM on
+ * allocation failure. */
 enum lt_err lt_json_parse(const char *s, size_t n, cJSON **out, size_t *err_pos);
 
 enum lt_err lt_json_get_str(const cJSON *obj, const char *name, const char **out);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "util/json.h"
+#include "util/json_check.h"
 
 /* Parse a literal (which may hold NULs); the tree, or NULL with *pos. */
 static enum lt_err parse(const char *s, size_t n, cJSON **out, size_t *pos)
@@ -63,12 +64,24 @@ static void test_parse_errors(void **state)
 		C("[1,2,]", 5),
 		C("{\"a\" 1}", 5),
 		C("[1,\n2,\n x]", 8),
-		C("nul", 0),
+		C("nul", 3),  /* truncated literal: at the end */
 		C("{} x", 3), /* trailing garbage */
 		C("{}{}", 2),
 		C("[1] ,", 4),
 		C("{}\t\v", 3), /* only JSON's four spaces are space */
-		C("1e", 1),
+		C("1e", 2),   /* the exponent needs a digit */
+		C("01", 1),   /* leading zero */
+		C("-", 1),
+		C("[1.]", 3),
+		C("\"a\tb\"", 2), /* raw control character in a string */
+		C("\"\\udc00\"", 1), /* lone low surrogate: at its escape */
+		C("\"\\ud800x\"", 1), /* high surrogate without a low one */
+		C("\"\\ud800\\u0041\"", 7), /* high surrogate, then not a low one */
+		C("{\"a\"}", 4),
+		C("{1:2}", 1),
+		C("[1 2]", 3),
+		C("tru", 3),
+		C("nulL", 3),
 		C("{}\0", 2),	    /* NUL after the value */
 		C("{\"a\":\0}", 5), /* NUL inside: error at the NUL */
 		C("[1,\0 2]", 3),
@@ -90,7 +103,7 @@ static void test_parse_errors(void **state)
 	}
 }
 
-/* String errors land inside the string; the exact byte is cJSON's choice. */
+/* String errors land inside the string or at its unterminated end. */
 static void test_parse_string_errors(void **state)
 {
 	(void)state;
@@ -102,7 +115,7 @@ static void test_parse_string_errors(void **state)
 		size_t n = strlen(bad[i]);
 		assert_int_equal(parse(bad[i], n, &j, &pos), LT_ESYNTAX);
 		assert_null(j);
-		assert_true(pos < n);
+		assert_true(pos <= n);
 	}
 	/* a NUL inside a string cuts the text there: the error is not after it */
 	cJSON *j;
@@ -110,6 +123,45 @@ static void test_parse_string_errors(void **state)
 	assert_int_equal(PARSE("[\"ab\0c\"]", &j, &pos), LT_ESYNTAX);
 	assert_null(j);
 	assert_true(pos <= 4);
+}
+
+/* Nesting is bounded (iterative scanner; cJSON never sees deep input). */
+static void test_depth_limit(void **state)
+{
+	(void)state;
+	char buf[2 * (LT_JSON_MAX_DEPTH + 1)];
+	cJSON *j;
+	size_t pos;
+	for (size_t depth = LT_JSON_MAX_DEPTH; depth <= LT_JSON_MAX_DEPTH + 1; depth++) {
+		for (size_t i = 0; i < depth; i++) {
+			buf[i] = '[';
+			buf[2 * depth - 1 - i] = ']';
+		}
+		enum lt_err e = lt_json_parse(buf, 2 * depth, &j, &pos);
+		if (depth == LT_JSON_MAX_DEPTH) {
+			assert_int_equal(e, LT_OK);
+			cJSON_Delete(j);
+		} else {
+			assert_int_equal(e, LT_ETOOBIG);
+			assert_int_equal(pos, LT_JSON_MAX_DEPTH);
+			assert_null(j);
+		}
+	}
+}
+
+/* Valid text is accepted exactly as RFC 8259 writes it. */
+static void test_strict_accepts(void **state)
+{
+	(void)state;
+	static const char *const good[] = {"0", "-0", "-0.5e-3", "1E+9", "\"\\ud83d\\ude00\"",
+					   "{\"a\":[true,false,null,{}]}", " [ ] ", "\"\\/\\b\\f\""};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		cJSON *j;
+		size_t pos;
+		assert_int_equal(lt_json_parse(good[i], strlen(good[i]), &j, &pos), LT_OK);
+		assert_non_null(j);
+		cJSON_Delete(j);
+	}
 }
 
 static void test_get_str(void **state)
@@ -210,6 +262,8 @@ int main(void)
 		cmocka_unit_test(test_parse_ok),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_parse_string_errors),
+		cmocka_unit_test(test_depth_limit),
+		cmocka_unit_test(test_strict_accepts),
 		cmocka_unit_test(test_get_str),
 		cmocka_unit_test(test_get_i64),
 		cmocka_unit_test(test_get_bool),
