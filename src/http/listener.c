@@ -18,6 +18,7 @@
 #include "http/listener.h"
 #include "server.h"
 #include "util/json.h"
+#include "util/json_check.h"
 #include "util/uuid.h"
 
 static const char *metric_method(const char *m)
@@ -151,26 +152,30 @@ static void reject(struct lt_server *srv, const char *reason)
 	lt_counter_add(lt_metric_series(&srv->metrics, srv->m.rejected, labels), 1);
 }
 
-static void dispatch(struct lt_req *req)
+/* `inflight` is this request's own count (it included): reading the shared
+ * counter again here would let two racing requests both see the other and
+ * both be refused under the limit. */
+static void dispatch(struct lt_req *req, int inflight)
 {
 	struct lt_server *srv = req->srv;
 	const struct lt_config *cfg = req->cfg;
 	unsigned ready = atomic_load(&srv->ready);
 
+	enum lt_err e = lt_router_match(srv->routes, srv->nroutes, req->method, req->path, &req->match);
 	if (ready & LT_READY_DRAINING) {
 		req->close_after = true;
-		reject(srv, "draining");
-		lt_reply_error_h(req, 503, "server is shutting down", "Retry-After: 1\r\n");
-		return;
+		if (e != LT_OK || !req->match.route->during_drain) {
+			reject(srv, "draining");
+			lt_reply_error_h(req, 503, "server is shutting down", "Retry-After: 1\r\n");
+			return;
+		}
 	}
-	int n = atomic_load(&srv->inflight);
-	if (n > cfg->http_max_inflight) {
+	if (inflight > cfg->http_max_inflight) {
 		reject(srv, "inflight");
 		lt_reply_error_h(req, 503, "server is at its in-flight request limit; retry shortly",
 				 "Retry-After: 1\r\n");
 		return;
 	}
-	enum lt_err e = lt_router_match(srv->routes, srv->nroutes, req->method, req->path, &req->match);
 	if (e == LT_ENOTFOUND) {
 		lt_reply_error(req, 404, "no such endpoint");
 		return;
@@ -236,6 +241,9 @@ static void dispatch(struct lt_req *req)
 			char msg[96];
 			if (e == LT_ENOMEM)
 				snprintf(msg, sizeof msg, "out of memory parsing the request body");
+			else if (e == LT_ETOOBIG)
+				snprintf(msg, sizeof msg, "JSON nested deeper than %d levels at byte %zu",
+					 LT_JSON_MAX_DEPTH, pos);
 			else
 				snprintf(msg, sizeof msg, "malformed JSON at byte %zu", pos);
 			lt_reply_error(req, e == LT_ENOMEM ? 503 : 400, msg);
@@ -272,7 +280,7 @@ static int begin_request(struct mg_connection *conn)
 		req.close_after = true;
 		lt_reply_error(&req, 400, "request target must be a path on this server");
 	} else {
-		dispatch(&req);
+		dispatch(&req, n);
 	}
 	n = atomic_fetch_sub(&srv->inflight, 1) - 1;
 	lt_gauge_set(srv->m.inflight_s, n);
@@ -308,8 +316,17 @@ static int http_error(struct mg_connection *conn, int status, const char *errmsg
 	while (n && clean[n - 1] == ' ')
 		n--;
 	clean[n] = '\0';
-	if (status == 413 && ri && ri->num_headers >= 0)
-		snprintf(clean, sizeof clean, "request headers exceed the configured limit");
+	/* civetweb reports headers that overflow max_request_size as 413
+	 * "Message too large" or, when the buffer fills mid-header, as 400
+	 * "Malformed message"; both mean the head did not fit. */
+	if (status == 413 || (status == 400 && strcmp(clean, "Malformed message") == 0)) {
+		const struct lt_config *cfg = lt_server_config_acquire(srv);
+		snprintf(clean, sizeof clean,
+			 "request headers are malformed or larger than the limit of %lld bytes",
+			 (long long)cfg->http_max_header);
+		lt_server_config_release(srv, cfg);
+		status = 431;
+	}
 	lt_reply_error(&req, status, clean);
 	observe(&req, "unmatched");
 	return 0;
