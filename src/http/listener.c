@@ -6,7 +6,14 @@
  * snapshot taken at the start of each request.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
 #include <civetweb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,9 +392,55 @@ enum lt_err lt_http_start(struct lt_server *srv, char *err)
 	return LT_OK;
 }
 
+struct poker {
+	struct sockaddr_in addr;
+	atomic_bool done;
+};
+
+/* civetweb's master thread notices mg_stop only when its poll() wakes, which
+ * takes up to its 2 s quantum on an idle listener: knock on our own port
+ * until mg_stop returns, so shutdown takes milliseconds. */
+static void *poke_listener(void *arg)
+{
+	struct poker *p = arg;
+	for (int i = 0; i < 500 && !atomic_load(&p->done); i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			(void)connect(fd, (struct sockaddr *)&p->addr, sizeof p->addr);
+			close(fd);
+		}
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
 void lt_http_stop(struct lt_server *srv)
 {
-	if (srv->http)
-		mg_stop(srv->http);
+	if (!srv->http)
+		return;
+	struct poker p;
+	memset(&p, 0, sizeof p);
+	atomic_init(&p.done, false);
+	p.addr.sin_family = AF_INET;
+	p.addr.sin_port = htons((uint16_t)srv->http_port);
+	const struct lt_config *cfg = lt_server_config_acquire(srv);
+	char host[64];
+	const char *colon = strrchr(cfg->http_listen, ':');
+	size_t hl = colon ? (size_t)(colon - cfg->http_listen) : 0;
+	if (hl >= sizeof host)
+		hl = 0;
+	memcpy(host, cfg->http_listen, hl);
+	host[hl] = '\0';
+	lt_server_config_release(srv, cfg);
+	if (inet_pton(AF_INET, host, &p.addr.sin_addr) != 1 || p.addr.sin_addr.s_addr == INADDR_ANY)
+		p.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	pthread_t t;
+	bool poking = srv->http_port > 0 && pthread_create(&t, NULL, poke_listener, &p) == 0;
+	mg_stop(srv->http);
 	srv->http = NULL;
+	if (poking) {
+		atomic_store(&p.done, true);
+		pthread_join(t, NULL);
+	}
 }

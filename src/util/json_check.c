@@ -140,11 +140,16 @@ static bool scan_number(struct scan *c)
 	return true;
 }
 
+/* A literal that does not match is reported at its first byte. */
 static bool scan_literal(struct scan *c, const char *lit)
 {
-	for (const char *p = lit; *p; p++, c->i++)
-		if (c->i >= c->n || c->s[c->i] != (unsigned char)*p)
+	size_t start = c->i;
+	for (const char *p = lit; *p; p++, c->i++) {
+		if (c->i >= c->n || c->s[c->i] != (unsigned char)*p) {
+			c->i = start;
 			return false;
+		}
+	}
 	return true;
 }
 

@@ -64,7 +64,7 @@ static void test_parse_errors(void **state)
 		C("[1,2,]", 5),
 		C("{\"a\" 1}", 5),
 		C("[1,\n2,\n x]", 8),
-		C("nul", 3),  /* truncated literal: at the end */
+		C("nul", 0),  /* a bad literal: at its first byte */
 		C("{} x", 3), /* trailing garbage */
 		C("{}{}", 2),
 		C("[1] ,", 4),
@@ -80,8 +80,8 @@ static void test_parse_errors(void **state)
 		C("{\"a\"}", 4),
 		C("{1:2}", 1),
 		C("[1 2]", 3),
-		C("tru", 3),
-		C("nulL", 3),
+		C("tru", 0),
+		C("nulL", 0),
 		C("{}\0", 2),	    /* NUL after the value */
 		C("{\"a\":\0}", 5), /* NUL inside: error at the NUL */
 		C("[1,\0 2]", 3),
