@@ -2,8 +2,8 @@
 #
 #   make                 build build/rel/{leakyd,leakyctl}
 #   make run             install missing packages, build, run leakyd with etc/leakyd.conf
-#   make test            the whole suite: unit + integration + docs, then again under
-#                        ASan/UBSan (this is what CI runs)
+#   make test            the whole suite: lint, then unit + fuzz corpus replay + man lint +
+#                        integration, then all of it again under ASan/UBSan (what CI runs)
 #   make check           the suite once, in the current build flavour
 #   make SANITIZE=address,undefined ...   any target, sanitized (build/san)
 #   make fuzz-smoke      build the libFuzzer targets with clang and run each briefly
@@ -34,7 +34,7 @@ LDFLAGS_ALL = -pie -Wl,-z,relro,-z,now $(if $(SANITIZE),-fsanitize=$(SANITIZE)) 
 LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lcivetweb -lbearssl -lpthread -lm $(LDLIBS)
 
 LIB_SRC := $(filter-out src/leakyd.c,$(wildcard src/*.c src/util/*.c src/conf/*.c \
-	src/store/*.c src/http/*.c src/api/*.c))
+	src/store/*.c src/http/*.c src/api/*.c src/auth/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 GEN_SRC := $(B)/gen/schema_sql.c $(B)/gen/openapi_json.c
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(GEN_SRC:.c=.o)
@@ -117,6 +117,7 @@ docs-check: all
 check: unit fuzz-replay docs-check integration
 
 test: deps-test
+	$(MAKE) lint
 	$(MAKE) check
 	$(MAKE) check SANITIZE=address,undefined
 

@@ -36,7 +36,7 @@
 #include "store/kv.h"
 #include "version.h"
 
-struct overrides {   /* what flags and environment said, re-applied on reload */
+struct overrides { /* what flags and environment said, re-applied on reload */
 	const char *config_path;
 	const char *env_data_dir, *env_listen;
 	const char *data_dir, *listen, *stubs_listen;
@@ -48,7 +48,8 @@ static void usage(FILE *out)
 		"usage: leakyd [options]\n"
 		"  -c, --config FILE        configuration file (env LEAKYD_CONFIG)\n"
 		"  -d, --data-dir DIR       data directory (env LEAKYD_DATA_DIR; default ./var)\n"
-		"  -l, --listen HOST:PORT   API listener (env LEAKYD_LISTEN; default 127.0.0.1:8080)\n"
+		"  -l, --listen HOST:PORT   API listener (env LEAKYD_LISTEN; default "
+		"127.0.0.1:8080)\n"
 		"      --stubs-listen HOST:PORT  provider stubs listener (default 127.0.0.1:8090)\n"
 		"      --check-config       validate the configuration and exit\n"
 		"      --version            print the version and exit\n"
@@ -69,12 +70,14 @@ static enum lt_err build_config(const struct overrides *o, struct lt_config *cfg
 	}
 	/* An environment value is only looked at when no flag replaces it. */
 	if (o->env_data_dir && !o->data_dir &&
-	    (e = lt_config_set(cfg, "storage", "data_dir", o->env_data_dir, "LEAKYD_DATA_DIR", err)))
+	    (e = lt_config_set(cfg, "storage", "data_dir", o->env_data_dir, "LEAKYD_DATA_DIR",
+			       err)))
 		return e;
 	if (o->env_listen && !o->listen &&
 	    (e = lt_config_set(cfg, "http", "listen", o->env_listen, "LEAKYD_LISTEN", err)))
 		return e;
-	if (o->data_dir && (e = lt_config_set(cfg, "storage", "data_dir", o->data_dir, "--data-dir", err)))
+	if (o->data_dir &&
+	    (e = lt_config_set(cfg, "storage", "data_dir", o->data_dir, "--data-dir", err)))
 		return e;
 	if (o->listen && (e = lt_config_set(cfg, "http", "listen", o->listen, "--listen", err)))
 		return e;
@@ -105,8 +108,9 @@ static int open_storage(struct lt_server *srv, const struct lt_config *cfg)
 		return EX_CONFIG;
 	}
 	int from = 0, to = 0;
-	enum lt_err e = lt_storage_open_db(dir, (int)cfg->storage_sqlite_synchronous,
-					   (int)cfg->storage_busy_timeout_ms, &srv->db, &from, &to, err);
+	enum lt_err e =
+		lt_storage_open_db(dir, (int)cfg->storage_sqlite_synchronous,
+				   (int)cfg->storage_busy_timeout_ms, &srv->db, &from, &to, err);
 	if (e) {
 		lt_log_error(&srv->log, "leaky.db: %s", err);
 		return e == LT_ESCHEMA ? EX_DATAERR : EX_IOERR;
@@ -120,9 +124,11 @@ static int open_storage(struct lt_server *srv, const struct lt_config *cfg)
 		char aside[sizeof srv->kv_path + 32];
 		snprintf(aside, sizeof aside, "%s.corrupt-%lld", srv->kv_path,
 			 (long long)(lt_clock_real_ns() / LT_NS_PER_S));
-		lt_log_error(&srv->log, "bucket store damaged (%s); moved to %s, starting empty", err, aside);
+		lt_log_error(&srv->log, "bucket store damaged (%s); moved to %s, starting empty",
+			     err, aside);
 		if (rename(srv->kv_path, aside) == 0)
-			e = lt_kv_open(srv->kv_path, (uint64_t)cfg->storage_lmdb_map_size, false, &srv->kv, err);
+			e = lt_kv_open(srv->kv_path, (uint64_t)cfg->storage_lmdb_map_size, false,
+				       &srv->kv, err);
 	}
 	if (e) {
 		lt_log_error(&srv->log, "bucket store: %s", err);
@@ -270,7 +276,8 @@ int main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	if (check_only) {
-		printf("leakyd: configuration OK (%s)\n", o.config_path ? o.config_path : "built-in defaults");
+		printf("leakyd: configuration OK (%s)\n",
+		       o.config_path ? o.config_path : "built-in defaults");
 		free(cfg);
 		return 0;
 	}
@@ -300,7 +307,8 @@ int main(int argc, char **argv)
 	lt_clock_init(&srv.clock, cfg->debug_manual_clock);
 	lt_log_init(&srv.log, STDERR_FILENO, (enum lt_log_level)cfg->log_level, cfg->log_access);
 	if (cfg->log_file[0] && lt_log_open(&srv.log, cfg->log_file)) {
-		fprintf(stderr, "leakyd: cannot open log file %s: %s\n", cfg->log_file, strerror(errno));
+		fprintf(stderr, "leakyd: cannot open log file %s: %s\n", cfg->log_file,
+			strerror(errno));
 		free(cfg);
 		return EX_CANTCREAT;
 	}
@@ -314,8 +322,10 @@ int main(int argc, char **argv)
 	if (cfg->debug_manual_clock)
 		lt_log_warn(&srv.log, "manual clock is on ([debug] manual_clock): for tests only");
 	if (cfg->stubs_enabled)
-		lt_log_warn(&srv.log, "[stubs] enabled: the built-in provider stubs are not in this "
-				      "build yet; nothing listens on %s", cfg->stubs_listen);
+		lt_log_warn(&srv.log,
+			    "[stubs] enabled: the built-in provider stubs are not in this "
+			    "build yet; nothing listens on %s",
+			    cfg->stubs_listen);
 
 	char herr[LT_HTTP_ERR_MAX];
 	if (lt_http_start(&srv, herr)) {
@@ -331,8 +341,8 @@ int main(int argc, char **argv)
 	{
 		char extra[128];
 		snprintf(extra, sizeof extra, ",\"port\":%d", srv.http_port);
-		lt_log_msg(&srv.log, LT_LOG_INFO, extra, "leakyd %s listening on %s (port %d)", LT_VERSION,
-			   cfg->http_listen, srv.http_port);
+		lt_log_msg(&srv.log, LT_LOG_INFO, extra, "leakyd %s listening on %s (port %d)",
+			   LT_VERSION, cfg->http_listen, srv.http_port);
 	}
 	struct lt_scheduler sched = {0};
 	int rc = open_storage(&srv, cfg);
@@ -353,7 +363,8 @@ int main(int argc, char **argv)
 				reload(&srv, &o);
 				continue;
 			}
-			lt_log_info(&srv.log, "%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			lt_log_info(&srv.log, "%s: shutting down",
+				    sig == SIGTERM ? "SIGTERM" : "SIGINT");
 			break;
 		}
 		drain(&srv, &sigs);

@@ -9,16 +9,17 @@
 #include "server.h"
 #include "store/kv.h"
 
-static const double duration_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-					  0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+static const double duration_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+					 0.01,	 0.025,	  0.05,	  0.1,	 0.25,	 0.5,
+					 1,	 2.5,	  5,	  10,	 30};
 static const double group_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 
-#define REG(type, name, help, nl, labels, nb, bounds, max, out)                                  \
-	do {                                                                                     \
-		enum lt_err e_ = lt_metrics_register(&srv->metrics, type, name, help, nl, labels, \
-						     nb, bounds, max, out);                      \
-		if (e_)                                                                          \
-			return e_;                                                               \
+#define REG(type, name, help, nl, labels, nb, bounds, max, out)                                    \
+	do {                                                                                       \
+		enum lt_err e_ = lt_metrics_register(&srv->metrics, type, name, help, nl, labels,  \
+						     nb, bounds, max, out);                        \
+		if (e_)                                                                            \
+			return e_;                                                                 \
 	} while (0)
 
 enum lt_err lt_observe_register(struct lt_server *srv, const char *version)
@@ -31,40 +32,46 @@ enum lt_err lt_observe_register(struct lt_server *srv, const char *version)
 	static const char *const kind[] = {"kind"};
 	static const char *const outcome[] = {"outcome"};
 	struct lt_server_metrics *m = &srv->m;
-	REG(LT_METRIC_COUNTER, "leaky_http_requests_total", "HTTP requests by route pattern, method and status.",
-	    3, rms, 0, NULL, 2048, &m->requests);
+	REG(LT_METRIC_COUNTER, "leaky_http_requests_total",
+	    "HTTP requests by route pattern, method and status.", 3, rms, 0, NULL, 2048,
+	    &m->requests);
 	REG(LT_METRIC_HISTOGRAM, "leaky_http_request_duration_seconds",
-	    "Time from request start to response written, by route pattern, method and status.", 3, route,
-	    sizeof duration_bounds / sizeof duration_bounds[0], duration_bounds, 2048, &m->duration);
-	REG(LT_METRIC_GAUGE, "leaky_http_inflight_requests", "Requests being handled now.", 0, NULL, 0,
-	    NULL, 1, &m->inflight);
+	    "Time from request start to response written, by route pattern, method and status.", 3,
+	    route, sizeof duration_bounds / sizeof duration_bounds[0], duration_bounds, 2048,
+	    &m->duration);
+	REG(LT_METRIC_GAUGE, "leaky_http_inflight_requests", "Requests being handled now.", 0, NULL,
+	    0, NULL, 1, &m->inflight);
 	REG(LT_METRIC_COUNTER, "leaky_http_rejected_total",
 	    "Requests refused before routing (draining, in-flight limit).", 1, reason, 0, NULL, 16,
 	    &m->rejected);
-	REG(LT_METRIC_GAUGE, "leaky_build_info", "Build information; the value is always 1.", 1, ver, 0,
-	    NULL, 1, &m->build_info);
-	REG(LT_METRIC_GAUGE, "process_start_time_seconds", "Start time of the process since the Unix epoch.",
-	    0, NULL, 0, NULL, 1, &m->start_time);
-	REG(LT_METRIC_GAUGE, "leaky_sqlite_file_bytes", "Size of leaky.db and its WAL file.", 1, file, 0,
-	    NULL, 4, &m->db_bytes);
-	REG(LT_METRIC_GAUGE, "leaky_lmdb_bytes", "LMDB bucket store: map size and bytes in use.", 1, kind, 0,
-	    NULL, 4, &m->kv_bytes);
-	REG(LT_METRIC_GAUGE, "leaky_lmdb_entries", "Records in the LMDB bucket store.", 0, NULL, 0, NULL, 1,
-	    &m->kv_entries);
-	REG(LT_METRIC_COUNTER, "leaky_writer_commits_total", "Transactions committed by the writer thread.", 0,
-	    NULL, 0, NULL, 1, &m->writer_commits);
-	REG(LT_METRIC_COUNTER, "leaky_writer_writes_total", "Writes handled by the writer thread, by outcome.",
-	    1, outcome, 0, NULL, 4, &m->writer_writes);
-	REG(LT_METRIC_GAUGE, "leaky_writer_queue_depth", "Writes waiting for the writer thread.", 0, NULL, 0,
-	    NULL, 1, &m->writer_depth);
-	REG(LT_METRIC_HISTOGRAM, "leaky_writer_group_size", "Writes committed per transaction (group commit).",
-	    0, NULL, sizeof group_bounds / sizeof group_bounds[0], group_bounds, 1, &m->writer_group);
-	REG(LT_METRIC_COUNTER, "leaky_config_reloads_total", "SIGHUP configuration reloads, by outcome.", 1,
-	    outcome, 0, NULL, 4, &m->reloads);
+	REG(LT_METRIC_GAUGE, "leaky_build_info", "Build information; the value is always 1.", 1,
+	    ver, 0, NULL, 1, &m->build_info);
+	REG(LT_METRIC_GAUGE, "process_start_time_seconds",
+	    "Start time of the process since the Unix epoch.", 0, NULL, 0, NULL, 1, &m->start_time);
+	REG(LT_METRIC_GAUGE, "leaky_sqlite_file_bytes", "Size of leaky.db and its WAL file.", 1,
+	    file, 0, NULL, 4, &m->db_bytes);
+	REG(LT_METRIC_GAUGE, "leaky_lmdb_bytes", "LMDB bucket store: map size and bytes in use.", 1,
+	    kind, 0, NULL, 4, &m->kv_bytes);
+	REG(LT_METRIC_GAUGE, "leaky_lmdb_entries", "Records in the LMDB bucket store.", 0, NULL, 0,
+	    NULL, 1, &m->kv_entries);
+	REG(LT_METRIC_COUNTER, "leaky_writer_commits_total",
+	    "Transactions committed by the writer thread.", 0, NULL, 0, NULL, 1,
+	    &m->writer_commits);
+	REG(LT_METRIC_COUNTER, "leaky_writer_writes_total",
+	    "Writes handled by the writer thread, by outcome.", 1, outcome, 0, NULL, 4,
+	    &m->writer_writes);
+	REG(LT_METRIC_GAUGE, "leaky_writer_queue_depth", "Writes waiting for the writer thread.", 0,
+	    NULL, 0, NULL, 1, &m->writer_depth);
+	REG(LT_METRIC_HISTOGRAM, "leaky_writer_group_size",
+	    "Writes committed per transaction (group commit).", 0, NULL,
+	    sizeof group_bounds / sizeof group_bounds[0], group_bounds, 1, &m->writer_group);
+	REG(LT_METRIC_COUNTER, "leaky_config_reloads_total",
+	    "SIGHUP configuration reloads, by outcome.", 1, outcome, 0, NULL, 4, &m->reloads);
 
 	const char *v[] = {version};
 	lt_gauge_set(lt_metric_series(&srv->metrics, m->build_info, v), 1);
-	lt_gauge_set(lt_metric_series(&srv->metrics, m->start_time, NULL), (double)srv->start_ns / 1e9);
+	lt_gauge_set(lt_metric_series(&srv->metrics, m->start_time, NULL),
+		     (double)srv->start_ns / 1e9);
 	m->inflight_s = lt_metric_series(&srv->metrics, m->inflight, NULL);
 	lt_gauge_set(m->inflight_s, 0);
 	return LT_OK;
@@ -92,9 +99,12 @@ void lt_observe_collect(struct lt_server *srv)
 		struct lt_kv_stat ks;
 		if (lt_kv_stat(srv->kv, &ks) == LT_OK) {
 			const char *ms[] = {"map_size"}, *used[] = {"used"};
-			lt_gauge_set(lt_metric_series(&srv->metrics, m->kv_bytes, ms), (double)ks.map_size);
-			lt_gauge_set(lt_metric_series(&srv->metrics, m->kv_bytes, used), (double)ks.used_bytes);
-			lt_gauge_set(lt_metric_series(&srv->metrics, m->kv_entries, NULL), (double)ks.entries);
+			lt_gauge_set(lt_metric_series(&srv->metrics, m->kv_bytes, ms),
+				     (double)ks.map_size);
+			lt_gauge_set(lt_metric_series(&srv->metrics, m->kv_bytes, used),
+				     (double)ks.used_bytes);
+			lt_gauge_set(lt_metric_series(&srv->metrics, m->kv_entries, NULL),
+				     (double)ks.entries);
 		}
 	}
 	struct lt_writer_stats ws = {0};

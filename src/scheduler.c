@@ -42,7 +42,8 @@ static void *sched_main(void *arg)
 
 		int64_t now = lt_clock_mono_ns();
 		cfg = lt_server_config_acquire(srv);
-		if (srv->kv && now - last_sync >= cfg->storage_lmdb_sync_interval_ms * LT_NS_PER_MS) {
+		if (srv->kv &&
+		    now - last_sync >= cfg->storage_lmdb_sync_interval_ms * LT_NS_PER_MS) {
 			if (lt_kv_sync(srv->kv))
 				lt_log_error(&srv->log, "scheduler: LMDB sync failed");
 			last_sync = now;
@@ -50,7 +51,8 @@ static void *sched_main(void *arg)
 		if (srv->kv && now - last_readers >= READER_CHECK_MS * LT_NS_PER_MS) {
 			int dead = 0;
 			if (lt_kv_reader_check(srv->kv, &dead) == LT_OK && dead)
-				lt_log_warn(&srv->log, "scheduler: cleared %d stale LMDB reader slots", dead);
+				lt_log_warn(&srv->log,
+					    "scheduler: cleared %d stale LMDB reader slots", dead);
 			last_readers = now;
 		}
 		if (db && now - last_ckpt >= cfg->storage_checkpoint_interval_ms * LT_NS_PER_MS) {
@@ -59,7 +61,8 @@ static void *sched_main(void *arg)
 			if (e && e != LT_EBUSY)
 				lt_log_error(&srv->log, "scheduler: WAL checkpoint failed");
 			else
-				lt_log_debug(&srv->log, "scheduler: WAL checkpoint %d/%d frames", done, logf);
+				lt_log_debug(&srv->log, "scheduler: WAL checkpoint %d/%d frames",
+					     done, logf);
 			last_ckpt = now;
 		}
 		lt_server_config_release(srv, cfg);

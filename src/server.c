@@ -26,7 +26,8 @@ void lt_server_config_release(struct lt_server *srv, const struct lt_config *cfg
 {
 	(void)srv;
 	if (cfg)
-		snap_put((struct lt_config_snap *)((char *)cfg - offsetof(struct lt_config_snap, cfg)));
+		snap_put((struct lt_config_snap *)((char *)cfg -
+						   offsetof(struct lt_config_snap, cfg)));
 }
 
 enum lt_err lt_server_config_install(struct lt_server *srv, const struct lt_config *cfg)

@@ -37,11 +37,11 @@ struct mg_context;
 struct lt_route;
 
 enum {
-	LT_READY_STORAGE = 1 << 0,    /* leaky.db open */
-	LT_READY_MIGRATED = 1 << 1,   /* schema up to date */
-	LT_READY_BUCKETS = 1 << 2,    /* LMDB open */
-	LT_READY_WRITER = 1 << 3,     /* writer thread running */
-	LT_READY_DRAINING = 1 << 16,  /* shutting down: not ready */
+	LT_READY_STORAGE = 1 << 0,   /* leaky.db open */
+	LT_READY_MIGRATED = 1 << 1,  /* schema up to date */
+	LT_READY_BUCKETS = 1 << 2,   /* LMDB open */
+	LT_READY_WRITER = 1 << 3,    /* writer thread running */
+	LT_READY_DRAINING = 1 << 16, /* shutting down: not ready */
 };
 #define LT_READY_ALL (LT_READY_STORAGE | LT_READY_MIGRATED | LT_READY_BUCKETS | LT_READY_WRITER)
 
@@ -51,20 +51,20 @@ struct lt_config_snap {
 };
 
 struct lt_server_metrics {
-	struct lt_metric_family *requests;   /* route, method, status */
-	struct lt_metric_family *duration;   /* route */
+	struct lt_metric_family *requests; /* route, method, status */
+	struct lt_metric_family *duration; /* route */
 	struct lt_metric_family *inflight;
 	struct lt_metric_family *rejected;   /* reason */
 	struct lt_metric_family *build_info; /* version */
 	struct lt_metric_family *start_time;
-	struct lt_metric_family *db_bytes;   /* file */
-	struct lt_metric_family *kv_bytes;   /* kind */
+	struct lt_metric_family *db_bytes; /* file */
+	struct lt_metric_family *kv_bytes; /* kind */
 	struct lt_metric_family *kv_entries;
 	struct lt_metric_family *writer_commits;
 	struct lt_metric_family *writer_writes; /* outcome */
 	struct lt_metric_family *writer_depth;
 	struct lt_metric_family *writer_group;
-	struct lt_metric_family *reloads;    /* outcome */
+	struct lt_metric_family *reloads; /* outcome */
 	struct lt_series *inflight_s;
 };
 
@@ -79,16 +79,16 @@ struct lt_server {
 
 	char db_path[LT_CFG_STR_MAX + 32];
 	char kv_path[LT_CFG_STR_MAX + 32];
-	struct sqlite3 *db;       /* the writer's connection */
+	struct sqlite3 *db; /* the writer's connection */
 	struct lt_writer writer;
 	struct lt_kv *kv;
 
 	atomic_uint ready;
 	atomic_int inflight;
-	int64_t start_ns;         /* real wall time at start */
+	int64_t start_ns; /* real wall time at start */
 
 	struct mg_context *http;
-	int http_port;            /* the port actually bound */
+	int http_port;		       /* the port actually bound */
 	const struct lt_route *routes; /* the route table (static, api/routes.c) */
 	size_t nroutes;
 };

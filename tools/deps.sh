@@ -11,7 +11,7 @@ set -eu
 build="gcc make pkg-config libsqlite3-dev liblmdb-dev libcivetweb-dev libcjson-dev
 libsodium-dev libbearssl-dev libinih-dev"
 test="$build libcmocka-dev python3 python3-pytest mandoc prometheus sqlite3 lmdb-utils
-wrk nginx-light clang libclang-rt-14-dev"
+wrk nginx-light clang libclang-rt-14-dev clang-format cppcheck"
 
 case "${1:-build}" in
 build) want=$build ;;

@@ -45,11 +45,13 @@ void lt_api_clock_post(struct lt_req *req)
 	}
 	int64_t advance = 0;
 	const char *set = NULL;
-	enum lt_err ea = lt_json_get_i64(req->json, "advanceMs", -LT_JSON_INT_MAX, LT_JSON_INT_MAX, &advance);
+	enum lt_err ea = lt_json_get_i64(req->json, "advanceMs", -LT_JSON_INT_MAX, LT_JSON_INT_MAX,
+					 &advance);
 	enum lt_err es = lt_json_get_str(req->json, "set", &set);
 	if ((ea && ea != LT_ENOTFOUND) || (es && es != LT_ENOTFOUND)) {
-		lt_reply_error(req, 400, ea && ea != LT_ENOTFOUND ? "advanceMs must be an integer"
-								   : "set must be an ISO-8601 string");
+		lt_reply_error(req, 400,
+			       ea && ea != LT_ENOTFOUND ? "advanceMs must be an integer"
+							: "set must be an ISO-8601 string");
 		return;
 	}
 	if ((ea == LT_OK) == (es == LT_OK)) {
@@ -61,7 +63,9 @@ void lt_api_clock_post(struct lt_req *req)
 		int64_t ns;
 		e = lt_time_parse_iso(set, strlen(set), &ns);
 		if (e) {
-			lt_reply_error(req, 400, "set must be an ISO-8601 UTC time like 2026-01-01T00:00:00Z");
+			lt_reply_error(
+				req, 400,
+				"set must be an ISO-8601 UTC time like 2026-01-01T00:00:00Z");
 			return;
 		}
 		e = lt_clock_set(clock, ns);
@@ -81,7 +85,8 @@ void lt_api_clock_post(struct lt_req *req)
 	lt_buf_init(&extra, store, sizeof store, sizeof store - 1);
 	lt_buf_puts(&extra, ",\"correlationId\":");
 	lt_buf_put_json_str(&extra, req->correlation_id, strlen(req->correlation_id));
-	lt_log_msg(&req->srv->log, LT_LOG_INFO, extra.err ? NULL : extra.data, "manual clock moved");
+	lt_log_msg(&req->srv->log, LT_LOG_INFO, extra.err ? NULL : extra.data,
+		   "manual clock moved");
 	lt_buf_release(&extra);
 	reply_clock(req);
 }

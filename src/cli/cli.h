@@ -14,14 +14,14 @@
 #include "conf/config.h"
 
 struct lt_cli {
-	const char *data_dir;     /* resolved: -d, LEAKYD_DATA_DIR, config, ./var */
-	const char *config_path;  /* -c or LEAKYD_CONFIG, or NULL */
-	struct lt_config cfg;     /* defaults + file + overrides */
+	const char *data_dir;	 /* resolved: -d, LEAKYD_DATA_DIR, config, ./var */
+	const char *config_path; /* -c or LEAKYD_CONFIG, or NULL */
+	struct lt_config cfg;	 /* defaults + file + overrides */
 };
 
 struct lt_cli_cmd {
-	const char *name;    /* "init", "config check", ... */
-	const char *args;    /* argument synopsis, "" if none */
+	const char *name; /* "init", "config check", ... */
+	const char *args; /* argument synopsis, "" if none */
 	const char *help;
 	int (*run)(struct lt_cli *cli, int argc, char **argv);
 };

@@ -14,7 +14,8 @@ int lt_cmd_config_check(struct lt_cli *cli, int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (!path) {
-		fprintf(stderr, "leakyctl config check: no file given (argument, -c or LEAKYD_CONFIG)\n");
+		fprintf(stderr,
+			"leakyctl config check: no file given (argument, -c or LEAKYD_CONFIG)\n");
 		return EX_USAGE;
 	}
 	char err[LT_CFG_ERR_MAX];

@@ -35,8 +35,9 @@ int lt_cmd_init(struct lt_cli *cli, int argc, char **argv)
 	}
 	struct sqlite3 *db;
 	int from, to;
-	enum lt_err e = lt_storage_open_db(cli->data_dir, (int)cli->cfg.storage_sqlite_synchronous,
-					   (int)cli->cfg.storage_busy_timeout_ms, &db, &from, &to, err);
+	enum lt_err e =
+		lt_storage_open_db(cli->data_dir, (int)cli->cfg.storage_sqlite_synchronous,
+				   (int)cli->cfg.storage_busy_timeout_ms, &db, &from, &to, err);
 	if (e) {
 		fprintf(stderr, "leakyctl init: leaky.db: %s\n", err);
 		return e == LT_ESCHEMA ? EX_DATAERR : EX_IOERR;
@@ -84,7 +85,8 @@ int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 		printf("schema: version %d is newer than this build (%d): FAIL\n", version, latest);
 		failures++;
 	} else if (version < latest) {
-		printf("schema: version %d, this build has %d: run leakyd or leakyctl init to migrate\n",
+		printf("schema: version %d, this build has %d: run leakyd or leakyctl init to "
+		       "migrate\n",
 		       version, latest);
 		failures++;
 	} else {
@@ -114,7 +116,8 @@ int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 			printf("bucket store: %llu entries, %llu of %llu bytes used, depth %u, "
 			       "%u/%u readers: ok\n",
 			       (unsigned long long)ks.entries, (unsigned long long)ks.used_bytes,
-			       (unsigned long long)ks.map_size, ks.depth, ks.readers, ks.max_readers);
+			       (unsigned long long)ks.map_size, ks.depth, ks.readers,
+			       ks.max_readers);
 		}
 		lt_kv_close(kv);
 	}

@@ -10,10 +10,12 @@
 #include "cli/cli.h"
 
 static const struct lt_cli_cmd commands[] = {
-	{"init", "", "create the data directory, leaky.db (migrated) and the bucket store", lt_cmd_init},
+	{"init", "", "create the data directory, leaky.db (migrated) and the bucket store",
+	 lt_cmd_init},
 	{"check", "", "integrity_check leaky.db, verify its schema version, stat the bucket store",
 	 lt_cmd_check},
-	{"version", "", "print the version and the schema version this build writes", lt_cmd_version},
+	{"version", "", "print the version and the schema version this build writes",
+	 lt_cmd_version},
 	{"config check", "[FILE]", "validate a configuration file (default: -c or LEAKYD_CONFIG)",
 	 lt_cmd_config_check},
 	{"config dump", "", "print the effective configuration as a commented INI file",
@@ -108,8 +110,7 @@ int main(int argc, char **argv)
 	lt_config_defaults(&cli->cfg);
 	bool needs_config = cmd->run != lt_cmd_config_check && cmd->run != lt_cmd_help &&
 			    cmd->run != lt_cmd_version;
-	if (cli->config_path && needs_config &&
-	    lt_config_load(cli->config_path, &cli->cfg, err)) {
+	if (cli->config_path && needs_config && lt_config_load(cli->config_path, &cli->cfg, err)) {
 		fprintf(stderr, "leakyctl: %s\n", err);
 		free(cli);
 		return EX_CONFIG;

@@ -25,39 +25,47 @@ static const char *const level_choices[] = {"debug", "info", "warn", "error", NU
 
 static const struct lt_config_key keys[] = {
 	{"http", "listen", LT_CFG_HOSTPORT, OFF(http_listen), "127.0.0.1:8080", 0, 0, NULL, false,
-	 "Address and port of the API listener (IPv4-ADDRESS:PORT or localhost:PORT; port 0 picks a free one)."},
+	 "Address and port of the API listener (IPv4-ADDRESS:PORT or localhost:PORT; port 0 picks "
+	 "a free one)."},
 	{"http", "threads", LT_CFG_INT, OFF(http_threads), "128", 2, 4096, NULL, false,
 	 "Worker threads. Each open keep-alive connection holds one: size for peak connections."},
 	{"http", "max_inflight", LT_CFG_INT, OFF(http_max_inflight), "512", 1, 100000, NULL, true,
 	 "Requests handled at once; more are answered 503 with Retry-After instead of queueing."},
 	{"http", "max_body", LT_CFG_SIZE, OFF(http_max_body), "1M", 1 * KIB, 64 * MIB, NULL, true,
 	 "Largest request body accepted (bytes, K/M/G suffixes); larger ones get 413."},
-	{"http", "max_header", LT_CFG_SIZE, OFF(http_max_header), "16K", 1 * KIB, 1 * MIB, NULL, false,
-	 "Largest request line plus headers (bytes); larger requests get 431."},
-	{"http", "request_timeout_ms", LT_CFG_INT, OFF(http_request_timeout_ms), "30000", 100, 3600000, NULL, false,
+	{"http", "max_header", LT_CFG_SIZE, OFF(http_max_header), "16K", 1 * KIB, 1 * MIB, NULL,
+	 false, "Largest request line plus headers (bytes); larger requests get 431."},
+	{"http", "request_timeout_ms", LT_CFG_INT, OFF(http_request_timeout_ms), "30000", 100,
+	 3600000, NULL, false,
 	 "Time allowed to read a request and write its response (milliseconds)."},
 	{"http", "keep_alive", LT_CFG_BOOL, OFF(http_keep_alive), "yes", 0, 0, NULL, false,
 	 "Keep connections open between requests."},
-	{"http", "keep_alive_timeout_ms", LT_CFG_INT, OFF(http_keep_alive_timeout_ms), "5000", 0, 600000, NULL, false,
+	{"http", "keep_alive_timeout_ms", LT_CFG_INT, OFF(http_keep_alive_timeout_ms), "5000", 0,
+	 600000, NULL, false,
 	 "How long an idle keep-alive connection may hold its worker (milliseconds)."},
-	{"http", "drain_timeout_ms", LT_CFG_INT, OFF(http_drain_timeout_ms), "10000", 0, 600000, NULL, true,
-	 "On SIGTERM, how long in-flight requests may take to finish (milliseconds)."},
+	{"http", "drain_timeout_ms", LT_CFG_INT, OFF(http_drain_timeout_ms), "10000", 0, 600000,
+	 NULL, true, "On SIGTERM, how long in-flight requests may take to finish (milliseconds)."},
 
-	{"storage", "data_dir", LT_CFG_STR, OFF(storage_data_dir), "./var", 1, LT_CFG_STR_MAX - 64, NULL, false,
-	 "Directory holding leaky.db, buckets/, events/ and secrets/ (created 0700)."},
-	{"storage", "sqlite_synchronous", LT_CFG_ENUM, OFF(storage_sqlite_synchronous), "normal", 0, 0, sync_choices, false,
-	 "SQLite synchronous mode for leaky.db (off, normal, full). normal is durable in WAL except on power loss."},
-	{"storage", "busy_timeout_ms", LT_CFG_INT, OFF(storage_busy_timeout_ms), "5000", 0, 600000, NULL, false,
+	{"storage", "data_dir", LT_CFG_STR, OFF(storage_data_dir), "./var", 1, LT_CFG_STR_MAX - 64,
+	 NULL, false, "Directory holding leaky.db, buckets/, events/ and secrets/ (created 0700)."},
+	{"storage", "sqlite_synchronous", LT_CFG_ENUM, OFF(storage_sqlite_synchronous), "normal", 0,
+	 0, sync_choices, false,
+	 "SQLite synchronous mode for leaky.db (off, normal, full). normal is durable in WAL "
+	 "except on power loss."},
+	{"storage", "busy_timeout_ms", LT_CFG_INT, OFF(storage_busy_timeout_ms), "5000", 0, 600000,
+	 NULL, false,
 	 "How long SQLite waits for a lock held by another process, e.g. leakyctl (milliseconds)."},
-	{"storage", "writer_batch", LT_CFG_INT, OFF(storage_writer_batch), "256", 1, 65536, NULL, false,
-	 "Most writes the writer thread commits in one transaction (group commit)."},
-	{"storage", "writer_queue", LT_CFG_INT, OFF(storage_writer_queue), "8192", 16, 1048576, NULL, false,
-	 "Writes that may wait for the writer; more are refused with 503."},
-	{"storage", "lmdb_map_size", LT_CFG_SIZE, OFF(storage_lmdb_map_size), "256M", 1 * MIB, 1024 * GIB, NULL, false,
+	{"storage", "writer_batch", LT_CFG_INT, OFF(storage_writer_batch), "256", 1, 65536, NULL,
+	 false, "Most writes the writer thread commits in one transaction (group commit)."},
+	{"storage", "writer_queue", LT_CFG_INT, OFF(storage_writer_queue), "8192", 16, 1048576,
+	 NULL, false, "Writes that may wait for the writer; more are refused with 503."},
+	{"storage", "lmdb_map_size", LT_CFG_SIZE, OFF(storage_lmdb_map_size), "256M", 1 * MIB,
+	 1024 * GIB, NULL, false,
 	 "Size of the LMDB map holding rate-limit buckets (bytes, K/M/G suffixes)."},
-	{"storage", "lmdb_sync_interval_ms", LT_CFG_INT, OFF(storage_lmdb_sync_interval_ms), "1000", 10, 3600000, NULL, true,
-	 "How often LMDB bucket state is flushed to disk (milliseconds)."},
-	{"storage", "checkpoint_interval_ms", LT_CFG_INT, OFF(storage_checkpoint_interval_ms), "30000", 100, 3600000, NULL, true,
+	{"storage", "lmdb_sync_interval_ms", LT_CFG_INT, OFF(storage_lmdb_sync_interval_ms), "1000",
+	 10, 3600000, NULL, true, "How often LMDB bucket state is flushed to disk (milliseconds)."},
+	{"storage", "checkpoint_interval_ms", LT_CFG_INT, OFF(storage_checkpoint_interval_ms),
+	 "30000", 100, 3600000, NULL, true,
 	 "How often the SQLite WAL is checkpointed in the background (milliseconds)."},
 
 	{"log", "level", LT_CFG_ENUM, OFF(log_level), "info", 0, 0, level_choices, true,
@@ -87,7 +95,8 @@ const struct lt_config_key *lt_config_keys(size_t *n)
 static const struct lt_config_key *find_key(const char *section, const char *name)
 {
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-		if (strcasecmp(keys[i].section, section) == 0 && strcasecmp(keys[i].name, name) == 0)
+		if (strcasecmp(keys[i].section, section) == 0 &&
+		    strcasecmp(keys[i].name, name) == 0)
 			return &keys[i];
 	return NULL;
 }
@@ -172,8 +181,8 @@ static bool ini_safe(const struct lt_config_key *k, const char *v, char *why, si
 }
 
 /* Parse `value` for key k into cfg.  On failure, why explains. */
-static bool set_value(struct lt_config *cfg, const struct lt_config_key *k,
-		      const char *value, char *why, size_t whylen)
+static bool set_value(struct lt_config *cfg, const struct lt_config_key *k, const char *value,
+		      char *why, size_t whylen)
 {
 	char *base = (char *)cfg + k->offset;
 	switch (k->type) {
@@ -187,16 +196,20 @@ static bool set_value(struct lt_config *cfg, const struct lt_config_key *k,
 		}
 		if (k->type == LT_CFG_SIZE && *rest) {
 			switch (*rest) {
-			case 'k': case 'K': mult = KIB; break;
-			case 'm': case 'M': mult = MIB; break;
-			case 'g': case 'G': mult = GIB; break;
+			case 'k':
+			case 'K': mult = KIB; break;
+			case 'm':
+			case 'M': mult = MIB; break;
+			case 'g':
+			case 'G': mult = GIB; break;
 			default: mult = 0; break;
 			}
 			rest++;
 		}
 		if (*rest || mult == 0) {
 			snprintf(why, whylen, "'%s' is not a %s", value,
-				 k->type == LT_CFG_SIZE ? "size (number with optional K, M or G)" : "whole number");
+				 k->type == LT_CFG_SIZE ? "size (number with optional K, M or G)"
+							: "whole number");
 			return false;
 		}
 		if (__builtin_mul_overflow(v, mult, &v) || v < k->min || v > k->max) {
@@ -236,7 +249,8 @@ static bool set_value(struct lt_config *cfg, const struct lt_config_key *k,
 					strncat(list, ", ", sizeof list - strlen(list) - 1);
 				strncat(list, k->choices[i], sizeof list - strlen(list) - 1);
 			}
-			snprintf(why, whylen, "%s must be one of %s, got '%s'", k->name, list, value);
+			snprintf(why, whylen, "%s must be one of %s, got '%s'", k->name, list,
+				 value);
 		}
 		return false;
 	case LT_CFG_HOSTPORT:
@@ -270,9 +284,8 @@ void lt_config_defaults(struct lt_config *cfg)
 			abort(); /* a bad default is our bug; the unit test catches it */
 }
 
-enum lt_err lt_config_set(struct lt_config *cfg, const char *section,
-			  const char *name, const char *value, const char *origin,
-			  char *err)
+enum lt_err lt_config_set(struct lt_config *cfg, const char *section, const char *name,
+			  const char *value, const char *origin, char *err)
 {
 	char why[512];
 	const struct lt_config_key *k = find_key(section, name);
@@ -292,16 +305,17 @@ enum lt_err lt_config_set(struct lt_config *cfg, const char *section,
 struct parse_state {
 	FILE *fp;
 	const char *path;
-	int line;          /* line the reader handed out last */
-	bool long_line;    /* a line exceeded inih's buffer */
-	int err_line;      /* first error we found, 0 if none */
+	int line;	/* line the reader handed out last */
+	bool long_line; /* a line exceeded inih's buffer */
+	int err_line;	/* first error we found, 0 if none */
 	char err[LT_CFG_ERR_MAX];
 	struct lt_config *cfg;
 	unsigned char seen[sizeof keys / sizeof keys[0]];
 	int seen_line[sizeof keys / sizeof keys[0]];
 };
 
-static void fail(struct parse_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct parse_state *st, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void fail(struct parse_state *st, const char *fmt, ...)
 {
@@ -349,7 +363,7 @@ static char *reader(char *str, int num, void *stream)
 		while ((c = fgetc(st->fp)) != EOF && c != '\n')
 			;
 		if (!st->long_line)
-				fail(st, "line longer than %d characters", num - 2);
+			fail(st, "line longer than %d characters", num - 2);
 		st->long_line = true;
 	}
 	return str;
@@ -411,8 +425,8 @@ enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err)
 		snprintf(err, LT_CFG_ERR_MAX, "%s", st->err);
 		res = LT_ECONFIG;
 	} else if (rc != 0) {
-		snprintf(err, LT_CFG_ERR_MAX, "%s:%d: syntax error (expected [section] or key = value)",
-			 path, rc);
+		snprintf(err, LT_CFG_ERR_MAX,
+			 "%s:%d: syntax error (expected [section] or key = value)", path, rc);
 		res = LT_ECONFIG;
 	} else if (strlen(path) < sizeof cfg->source) {
 		memcpy(cfg->source, path, strlen(path) + 1);
@@ -424,8 +438,8 @@ enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err)
 
 /* ---- rendering ---- */
 
-void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key *k,
-			 char *out, size_t out_len)
+void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key *k, char *out,
+			 size_t out_len)
 {
 	const char *base = (const char *)cfg + k->offset;
 	int64_t v;
@@ -455,9 +469,7 @@ void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key
 		snprintf(out, out_len, "%s", k->choices[v]);
 		return;
 	case LT_CFG_STR:
-	case LT_CFG_HOSTPORT:
-		snprintf(out, out_len, "%s", base);
-		return;
+	case LT_CFG_HOSTPORT: snprintf(out, out_len, "%s", base); return;
 	}
 }
 
@@ -481,11 +493,10 @@ void lt_config_render(const struct lt_config *cfg, struct lt_buf *out)
 		case LT_CFG_ENUM:
 		case LT_CFG_BOOL:
 		case LT_CFG_STR:
-		case LT_CFG_HOSTPORT:
-			lt_buf_printf(out, "# Default \"%s\".", k->def);
-			break;
+		case LT_CFG_HOSTPORT: lt_buf_printf(out, "# Default \"%s\".", k->def); break;
 		}
-		lt_buf_printf(out, " %s\n", k->reloadable ? "Reloaded on SIGHUP." : "Needs a restart.");
+		lt_buf_printf(out, " %s\n",
+			      k->reloadable ? "Reloaded on SIGHUP." : "Needs a restart.");
 		lt_config_value_str(cfg, k, val, sizeof val);
 		lt_buf_printf(out, "%s = %s\n", k->name, val);
 	}
@@ -504,9 +515,10 @@ size_t lt_config_merge_reload(const struct lt_config *cur, struct lt_config *nex
 			continue;
 		n++;
 		if (!k->reloadable) {
-			size_t sz = (k->type == LT_CFG_STR || k->type == LT_CFG_HOSTPORT)
-					    ? LT_CFG_STR_MAX
-					    : (k->type == LT_CFG_BOOL ? sizeof(bool) : sizeof(int64_t));
+			size_t sz =
+				(k->type == LT_CFG_STR || k->type == LT_CFG_HOSTPORT)
+					? LT_CFG_STR_MAX
+					: (k->type == LT_CFG_BOOL ? sizeof(bool) : sizeof(int64_t));
 			memcpy((char *)next + k->offset, (const char *)cur + k->offset, sz);
 		}
 		if (fn)

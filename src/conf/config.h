@@ -69,9 +69,9 @@ struct lt_config_key {
 	const char *name;
 	enum lt_cfg_type type;
 	size_t offset;
-	const char *def;              /* default, written as in the file */
-	int64_t min, max;             /* INT and SIZE bounds; STR max length */
-	const char *const *choices;   /* ENUM: NULL-terminated, index stored */
+	const char *def;	    /* default, written as in the file */
+	int64_t min, max;	    /* INT and SIZE bounds; STR max length */
+	const char *const *choices; /* ENUM: NULL-terminated, index stored */
 	bool reloadable;
 	const char *help;
 };
@@ -89,22 +89,20 @@ enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err);
 
 /* Set one key from text (a flag or environment override); `origin` names
  * the source in the error message, e.g. "--listen". */
-enum lt_err lt_config_set(struct lt_config *cfg, const char *section,
-			  const char *name, const char *value, const char *origin,
-			  char *err);
+enum lt_err lt_config_set(struct lt_config *cfg, const char *section, const char *name,
+			  const char *value, const char *origin, char *err);
 
 /* Render a key's current value as it would be written in the file. */
-void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key *k,
-			 char *out, size_t out_len);
+void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key *k, char *out,
+			 size_t out_len);
 
 /* The commented INI rendering of cfg: every key with its help, bounds and
  * whether it reloads.  Used for `leakyctl config dump` and the sample. */
 void lt_config_render(const struct lt_config *cfg, struct lt_buf *out);
 
 /* Called by lt_config_merge_reload for each key that differs. */
-typedef void (*lt_config_diff_fn)(void *arg, const struct lt_config_key *k,
-				  const char *old_value, const char *new_value,
-				  bool applied);
+typedef void (*lt_config_diff_fn)(void *arg, const struct lt_config_key *k, const char *old_value,
+				  const char *new_value, bool applied);
 
 /* Prepare a reload: in `next`, keys that may not be reloaded are reset to
  * their value in `cur`; `fn` is told of every difference and whether it was

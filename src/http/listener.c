@@ -30,7 +30,8 @@
 
 static const char *metric_method(const char *m)
 {
-	static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+	static const char *const known[] = {"GET",   "HEAD",   "POST",	 "PUT",
+					    "PATCH", "DELETE", "OPTIONS"};
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (strcmp(m, known[i]) == 0)
 			return known[i];
@@ -111,7 +112,8 @@ static int read_body(struct lt_req *req, int64_t max_body)
 				free(buf);
 				return 413;
 			}
-			size_t ncap = cap * 2 > (size_t)max_body + 1 ? (size_t)max_body + 1 : cap * 2;
+			size_t ncap =
+				cap * 2 > (size_t)max_body + 1 ? (size_t)max_body + 1 : cap * 2;
 			char *nb = realloc(buf, ncap + 1);
 			if (!nb) {
 				free(buf);
@@ -147,7 +149,8 @@ static void observe(struct lt_req *req, const char *route_name)
 	const char *labels[] = {route_name, metric_method(req->method), status};
 	lt_counter_add(lt_metric_series(&srv->metrics, srv->m.requests, labels), 1);
 	int64_t dur = lt_clock_mono_ns() - req->t0_mono;
-	lt_histogram_observe(srv->m.duration, lt_metric_series(&srv->metrics, srv->m.duration, labels),
+	lt_histogram_observe(srv->m.duration,
+			     lt_metric_series(&srv->metrics, srv->m.duration, labels),
 			     (double)dur / 1e9);
 	lt_log_request(&srv->log, req->correlation_id, route_name, req->method, req->path,
 		       req->status, dur);
@@ -168,7 +171,8 @@ static void dispatch(struct lt_req *req, int inflight)
 	const struct lt_config *cfg = req->cfg;
 	unsigned ready = atomic_load(&srv->ready);
 
-	enum lt_err e = lt_router_match(srv->routes, srv->nroutes, req->method, req->path, &req->match);
+	enum lt_err e =
+		lt_router_match(srv->routes, srv->nroutes, req->method, req->path, &req->match);
 	if (ready & LT_READY_DRAINING) {
 		req->close_after = true;
 		if (e != LT_OK || !req->match.route->during_drain) {
@@ -179,7 +183,8 @@ static void dispatch(struct lt_req *req, int inflight)
 	}
 	if (inflight > cfg->http_max_inflight) {
 		reject(srv, "inflight");
-		lt_reply_error_h(req, 503, "server is at its in-flight request limit; retry shortly",
+		lt_reply_error_h(req, 503,
+				 "server is at its in-flight request limit; retry shortly",
 				 "Retry-After: 1\r\n");
 		return;
 	}
@@ -202,7 +207,8 @@ static void dispatch(struct lt_req *req, int inflight)
 		return;
 	}
 	if (r->needs_ready && (ready & LT_READY_ALL) != LT_READY_ALL) {
-		lt_reply_error_h(req, 503, "not ready: storage is still opening", "Retry-After: 1\r\n");
+		lt_reply_error_h(req, 503, "not ready: storage is still opening",
+				 "Retry-After: 1\r\n");
 		return;
 	}
 	/* Body limits apply to every route: an oversized body is refused
@@ -249,7 +255,8 @@ static void dispatch(struct lt_req *req, int inflight)
 			if (e == LT_ENOMEM)
 				snprintf(msg, sizeof msg, "out of memory parsing the request body");
 			else if (e == LT_ETOOBIG)
-				snprintf(msg, sizeof msg, "JSON nested deeper than %d levels at byte %zu",
+				snprintf(msg, sizeof msg,
+					 "JSON nested deeper than %d levels at byte %zu",
 					 LT_JSON_MAX_DEPTH, pos);
 			else
 				snprintf(msg, sizeof msg, "malformed JSON at byte %zu", pos);
@@ -355,15 +362,24 @@ enum lt_err lt_http_start(struct lt_server *srv, char *err)
 	snprintf(ka_timeout, sizeof ka_timeout, "%lld", (long long)cfg->http_keep_alive_timeout_ms);
 	snprintf(max_header, sizeof max_header, "%lld", (long long)cfg->http_max_header);
 	const char *options[] = {
-		"listening_ports", cfg->http_listen,
-		"num_threads", threads,
-		"request_timeout_ms", timeout,
-		"enable_keep_alive", cfg->http_keep_alive ? "yes" : "no",
-		"keep_alive_timeout_ms", ka_timeout,
-		"max_request_size", max_header,
-		"tcp_nodelay", "1",
-		"enable_auth_domain_check", "no",
-		"decode_url", "yes",
+		"listening_ports",
+		cfg->http_listen,
+		"num_threads",
+		threads,
+		"request_timeout_ms",
+		timeout,
+		"enable_keep_alive",
+		cfg->http_keep_alive ? "yes" : "no",
+		"keep_alive_timeout_ms",
+		ka_timeout,
+		"max_request_size",
+		max_header,
+		"tcp_nodelay",
+		"1",
+		"enable_auth_domain_check",
+		"no",
+		"decode_url",
+		"yes",
 		NULL,
 	};
 	struct mg_callbacks cb;
@@ -371,7 +387,8 @@ enum lt_err lt_http_start(struct lt_server *srv, char *err)
 	cb.begin_request = begin_request;
 	cb.http_error = http_error;
 	cb.log_message = log_message;
-	struct mg_init_data init = {.callbacks = &cb, .user_data = srv, .configuration_options = options};
+	struct mg_init_data init = {
+		.callbacks = &cb, .user_data = srv, .configuration_options = options};
 	struct mg_error_data ed;
 	char errtxt[256] = "";
 	memset(&ed, 0, sizeof ed);

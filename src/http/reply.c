@@ -134,9 +134,9 @@ static void put_date(struct lt_buf *out, int64_t now_ns)
 	lt_buf_append(out, line, (size_t)(p - line));
 }
 
-void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id,
-		     bool keep_alive, const char *content_type, const char *extra_headers,
-		     size_t body_len, int64_t now_ns)
+void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id, bool keep_alive,
+		     const char *content_type, const char *extra_headers, size_t body_len,
+		     int64_t now_ns)
 {
 	lt_buf_puts(out, "HTTP/1.1 ");
 	lt_buf_put_i64(out, status);
@@ -151,7 +151,8 @@ void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id,
 	}
 	lt_buf_puts(out, "Content-Length: ");
 	lt_buf_put_u64(out, body_len);
-	lt_buf_puts(out, keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+	lt_buf_puts(out,
+		    keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
 	if (correlation_id && *correlation_id) {
 		lt_buf_puts(out, "X-Correlation-Id: ");
 		lt_buf_puts(out, correlation_id);
@@ -163,8 +164,8 @@ void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id,
 	lt_buf_puts(out, "\r\n");
 }
 
-void lt_reply(struct lt_req *req, int status, const char *content_type,
-	      const char *extra_headers, const char *body, size_t body_len)
+void lt_reply(struct lt_req *req, int status, const char *content_type, const char *extra_headers,
+	      const char *body, size_t body_len)
 {
 	assert(!req->replied);
 	if (req->replied)
@@ -177,8 +178,9 @@ void lt_reply(struct lt_req *req, int status, const char *content_type,
 	struct lt_buf b;
 	lt_buf_init(&b, stack, sizeof stack, REPLY_MAX);
 	bool ka = req->keep_alive && !req->close_after;
-	lt_reply_render(&b, status, req->correlation_id, ka, body_len || content_type ? content_type : NULL,
-			extra_headers, body_len, lt_clock_real_ns());
+	lt_reply_render(&b, status, req->correlation_id, ka,
+			body_len || content_type ? content_type : NULL, extra_headers, body_len,
+			lt_clock_real_ns());
 	if (!req->head && body_len)
 		lt_buf_append(&b, body, body_len);
 	if (!ka && req->conn)
@@ -209,9 +211,8 @@ void lt_reply_cjson(struct lt_req *req, int status, const cJSON *body, const cha
 	cJSON_free(text);
 }
 
-void lt_reply_openai_error(struct lt_req *req, int status, const char *type,
-			   const char *code, const char *param, const char *message,
-			   const char *extra_headers)
+void lt_reply_openai_error(struct lt_req *req, int status, const char *type, const char *code,
+			   const char *param, const char *message, const char *extra_headers)
 {
 	char stack[1024];
 	struct lt_buf b;

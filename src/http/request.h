@@ -39,21 +39,21 @@ struct mg_request_info;
 
 struct lt_req {
 	struct lt_server *srv;
-	const struct lt_config *cfg;   /* snapshot held for the request */
-	struct mg_connection *conn;    /* NULL in unit tests */
+	const struct lt_config *cfg; /* snapshot held for the request */
+	struct mg_connection *conn;  /* NULL in unit tests */
 	const struct mg_request_info *ri;
 	const char *method;
 	const char *path;
-	const char *query;             /* raw query string or NULL */
+	const char *query; /* raw query string or NULL */
 	struct lt_route_match match;
 	char correlation_id[LT_CORRELATION_MAX + 1];
-	char *body;                    /* owned; NUL-terminated */
+	char *body; /* owned; NUL-terminated */
 	size_t body_len;
-	cJSON *json;                   /* owned parsed body, or NULL */
-	bool openai;                   /* /v1 surface: OpenAI error envelope */
-	bool head;                     /* HEAD: headers only */
-	bool keep_alive;               /* the client allows reuse */
-	bool close_after;              /* answer with Connection: close */
+	cJSON *json;	  /* owned parsed body, or NULL */
+	bool openai;	  /* /v1 surface: OpenAI error envelope */
+	bool head;	  /* HEAD: headers only */
+	bool keep_alive;  /* the client allows reuse */
+	bool close_after; /* answer with Connection: close */
 	bool replied;
 	int status;
 	int64_t t0_mono;
@@ -62,16 +62,15 @@ struct lt_req {
 /* Write the whole response.  extra_headers is NULL or complete header
  * lines, each ending in "\r\n".  content_type NULL means no body headers
  * beyond Content-Length. */
-void lt_reply(struct lt_req *req, int status, const char *content_type,
-	      const char *extra_headers, const char *body, size_t body_len);
+void lt_reply(struct lt_req *req, int status, const char *content_type, const char *extra_headers,
+	      const char *body, size_t body_len);
 
 /* JSON body from a buffer (its error, if any, becomes a 500). */
 void lt_reply_json(struct lt_req *req, int status, const struct lt_buf *body,
 		   const char *extra_headers);
 
 /* JSON body from a cJSON tree (not freed here). */
-void lt_reply_cjson(struct lt_req *req, int status, const cJSON *body,
-		    const char *extra_headers);
+void lt_reply_cjson(struct lt_req *req, int status, const cJSON *body, const char *extra_headers);
 
 /* An error in the envelope of the request's surface. */
 void lt_reply_error(struct lt_req *req, int status, const char *message);
@@ -79,9 +78,8 @@ void lt_reply_error_h(struct lt_req *req, int status, const char *message,
 		      const char *extra_headers);
 
 /* An error in OpenAI's envelope, whatever the surface. */
-void lt_reply_openai_error(struct lt_req *req, int status, const char *type,
-			   const char *code, const char *param, const char *message,
-			   const char *extra_headers);
+void lt_reply_openai_error(struct lt_req *req, int status, const char *type, const char *code,
+			   const char *param, const char *message, const char *extra_headers);
 
 /* The HTTP status an lt_err stands for (the one place this mapping lives). */
 int lt_err_http_status(enum lt_err err);
@@ -97,13 +95,12 @@ const char *lt_req_header(const struct lt_req *req, const char *name);
 enum lt_err lt_req_query(const struct lt_req *req, const char *name, char *out, size_t cap);
 
 /* A path parameter by name; LT_ENOTFOUND if the route has none such. */
-enum lt_err lt_req_param(const struct lt_req *req, const char *name, const char **val,
-			 size_t *len);
+enum lt_err lt_req_param(const struct lt_req *req, const char *name, const char **val, size_t *len);
 
 /* Render the common headers and body into `out` (exposed for tests and for
  * the civetweb error callback). */
-void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id,
-		     bool keep_alive, const char *content_type, const char *extra_headers,
-		     size_t body_len, int64_t now_ns);
+void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id, bool keep_alive,
+		     const char *content_type, const char *extra_headers, size_t body_len,
+		     int64_t now_ns);
 
 #endif

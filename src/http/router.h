@@ -20,14 +20,14 @@
 #define LT_ROUTE_ALLOW_MAX 64
 
 enum lt_auth {
-	LT_AUTH_PUBLIC,  /* anyone */
-	LT_AUTH_DEBUG,   /* loopback clients, and only with [debug] test_endpoints or the
+	LT_AUTH_PUBLIC, /* anyone */
+	LT_AUTH_DEBUG,	/* loopback clients, and only with [debug] test_endpoints or the
 			    feature the handler checks (manual_clock) */
 };
 
 enum lt_body {
-	LT_BODY_NONE,     /* a body, if sent, is read and ignored (up to max_body) */
-	LT_BODY_JSON,     /* a JSON object or array is required */
+	LT_BODY_NONE, /* a body, if sent, is read and ignored (up to max_body) */
+	LT_BODY_JSON, /* a JSON object or array is required */
 };
 
 struct lt_req;
@@ -35,17 +35,17 @@ typedef void (*lt_handler_fn)(struct lt_req *req);
 
 struct lt_route {
 	const char *method;
-	const char *pattern;   /* also the route's name in logs and metrics */
+	const char *pattern; /* also the route's name in logs and metrics */
 	lt_handler_fn handler;
 	enum lt_auth auth;
 	enum lt_body body;
-	bool needs_ready;      /* 503 until storage is ready */
-	const char *summary;   /* one line, for the OpenAPI check */
-	bool during_drain;     /* still served while shutting down (health probes) */
+	bool needs_ready;    /* 503 until storage is ready */
+	const char *summary; /* one line, for the OpenAPI check */
+	bool during_drain;   /* still served while shutting down (health probes) */
 };
 
 struct lt_route_param {
-	const char *name;  /* points into the pattern */
+	const char *name; /* points into the pattern */
 	size_t name_len;
 	const char *value; /* points into the path */
 	size_t len;

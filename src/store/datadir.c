@@ -27,7 +27,8 @@ enum lt_err lt_datadir_prepare(const char *dir, char *err)
 		if (mkdir(path, 0700) != 0 && errno != EEXIST) {
 			/* Bounded so the errno text survives a long path (and so
 			 * -Wformat-truncation, on at -O1, has nothing to say). */
-			snprintf(err, LT_DATADIR_ERR_MAX, "mkdir %.400s: %s", path, strerror(errno));
+			snprintf(err, LT_DATADIR_ERR_MAX, "mkdir %.400s: %s", path,
+				 strerror(errno));
 			return LT_EIO;
 		}
 		path[i] = saved;

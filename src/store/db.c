@@ -11,7 +11,8 @@
 static void set_err(char *err, const char *what, sqlite3 *db)
 {
 	if (err)
-		snprintf(err, LT_DB_ERR_MAX, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+		snprintf(err, LT_DB_ERR_MAX, "%s: %s", what,
+			 db ? sqlite3_errmsg(db) : "out of memory");
 }
 
 enum lt_err lt_db_exec(sqlite3 *db, const char *sql, char *err)
@@ -27,11 +28,11 @@ enum lt_err lt_db_exec(sqlite3 *db, const char *sql, char *err)
 	return LT_OK;
 }
 
-enum lt_err lt_db_open(const char *path, bool create, bool readonly, int sync,
-		       int busy_timeout_ms, sqlite3 **out, char *err)
+enum lt_err lt_db_open(const char *path, bool create, bool readonly, int sync, int busy_timeout_ms,
+		       sqlite3 **out, char *err)
 {
-	static const char *const sync_sql[] = {"PRAGMA synchronous=OFF", "PRAGMA synchronous=NORMAL",
-					       "PRAGMA synchronous=FULL"};
+	static const char *const sync_sql[] = {
+		"PRAGMA synchronous=OFF", "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"};
 	*out = NULL;
 	int flags = readonly ? SQLITE_OPEN_READONLY
 			     : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
@@ -173,7 +174,8 @@ enum lt_err lt_db_migrate(sqlite3 *db, const char *schema, int *from, int *to, c
 	enum lt_err e = lt_schema_latest(schema, &latest);
 	if (e) {
 		if (err)
-			snprintf(err, LT_DB_ERR_MAX, "embedded schema has malformed migration headers");
+			snprintf(err, LT_DB_ERR_MAX,
+				 "embedded schema has malformed migration headers");
 		return e;
 	}
 	e = lt_db_exec(db, "BEGIN IMMEDIATE", err);
@@ -240,6 +242,7 @@ enum lt_err lt_db_integrity(sqlite3 *db, bool *ok, char *err)
 
 enum lt_err lt_db_checkpoint(sqlite3 *db, int *log_frames, int *ckpt_frames)
 {
-	int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, log_frames, ckpt_frames);
+	int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, log_frames,
+					   ckpt_frames);
 	return rc == SQLITE_OK ? LT_OK : (rc == SQLITE_BUSY ? LT_EBUSY : LT_EIO);
 }

@@ -29,8 +29,8 @@ extern const char lt_schema_sql[];
 
 /* Open (creating if asked) the database at path.  sync is enum
  * lt_sync_mode.  On error, err (LT_DB_ERR_MAX bytes) says why. */
-enum lt_err lt_db_open(const char *path, bool create, bool readonly, int sync,
-		       int busy_timeout_ms, struct sqlite3 **out, char *err);
+enum lt_err lt_db_open(const char *path, bool create, bool readonly, int sync, int busy_timeout_ms,
+		       struct sqlite3 **out, char *err);
 void lt_db_close(struct sqlite3 *db);
 
 /* The highest migration number in schema.sql text `schema`; LT_ESYNTAX if
@@ -39,8 +39,7 @@ enum lt_err lt_schema_latest(const char *schema, int *out);
 
 /* Bring the schema up to date.  *from and *to receive the versions before
  * and after.  LT_ESCHEMA if the database is newer than this build. */
-enum lt_err lt_db_migrate(struct sqlite3 *db, const char *schema, int *from,
-			  int *to, char *err);
+enum lt_err lt_db_migrate(struct sqlite3 *db, const char *schema, int *from, int *to, char *err);
 
 /* Current PRAGMA user_version. */
 enum lt_err lt_db_user_version(struct sqlite3 *db, int *out);

@@ -32,8 +32,8 @@ static enum lt_err map_rc(int rc)
 	}
 }
 
-enum lt_err lt_kv_open(const char *dir, uint64_t map_size, bool readonly,
-		       struct lt_kv **out, char *err)
+enum lt_err lt_kv_open(const char *dir, uint64_t map_size, bool readonly, struct lt_kv **out,
+		       char *err)
 {
 	*out = NULL;
 	if (!readonly && mkdir(dir, 0700) != 0 && errno != EEXIST) {

@@ -25,18 +25,18 @@
 struct lt_kv;
 
 struct lt_kv_stat {
-	uint64_t entries;     /* records in the buckets database */
-	uint64_t map_size;    /* configured map size, bytes */
-	uint64_t used_bytes;  /* pages in use × page size */
+	uint64_t entries;    /* records in the buckets database */
+	uint64_t map_size;   /* configured map size, bytes */
+	uint64_t used_bytes; /* pages in use × page size */
 	uint64_t page_size;
-	uint32_t depth;       /* B-tree depth */
+	uint32_t depth; /* B-tree depth */
 	uint32_t max_readers, readers;
 };
 
 /* Open or create the environment in directory `dir` (created 0700).
  * readonly opens for inspection (leakyctl check) without creating. */
-enum lt_err lt_kv_open(const char *dir, uint64_t map_size, bool readonly,
-		       struct lt_kv **out, char *err);
+enum lt_err lt_kv_open(const char *dir, uint64_t map_size, bool readonly, struct lt_kv **out,
+		       char *err);
 void lt_kv_close(struct lt_kv *kv);
 
 enum lt_err lt_kv_sync(struct lt_kv *kv);

@@ -36,7 +36,7 @@ struct sqlite3;
  * its changes, anything else to roll them back. */
 typedef enum lt_err (*lt_write_fn)(struct sqlite3 *db, void *arg);
 
-struct lt_write {        /* a caller's ticket; lives on the caller's stack */
+struct lt_write { /* a caller's ticket; lives on the caller's stack */
 	lt_write_fn fn;
 	void *arg;
 	enum lt_err result;
@@ -44,11 +44,11 @@ struct lt_write {        /* a caller's ticket; lives on the caller's stack */
 };
 
 struct lt_writer_stats {
-	uint64_t commits;      /* transactions committed */
-	uint64_t writes;       /* writes that succeeded */
-	uint64_t failed;       /* writes that returned an error or lost a commit */
-	uint64_t max_group;    /* largest group seen */
-	size_t depth;          /* writes waiting now */
+	uint64_t commits;   /* transactions committed */
+	uint64_t writes;    /* writes that succeeded */
+	uint64_t failed;    /* writes that returned an error or lost a commit */
+	uint64_t max_group; /* largest group seen */
+	size_t depth;	    /* writes waiting now */
 };
 
 struct lt_writer {
@@ -56,12 +56,12 @@ struct lt_writer {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty;
-	struct lt_write **ring;  /* capacity `cap` */
+	struct lt_write **ring; /* capacity `cap` */
 	size_t cap, head, count;
 	size_t batch;
-	bool stopping;           /* guarded by lock */
-	atomic_bool started;     /* thread running; lock and ring valid until release */
-	bool initialised;        /* lock and ring exist */
+	bool stopping;	     /* guarded by lock */
+	atomic_bool started; /* thread running; lock and ring valid until release */
+	bool initialised;    /* lock and ring exist */
 	atomic_uint_least64_t commits, writes, failed, max_group;
 	void (*on_group)(void *arg, size_t group); /* optional observer */
 	void *on_group_arg;
@@ -69,9 +69,8 @@ struct lt_writer {
 
 /* on_group (may be NULL) is called on the writer thread after each commit
  * with the group's size. */
-enum lt_err lt_writer_start(struct lt_writer *w, struct sqlite3 *db, size_t queue_cap,
-			    size_t batch, void (*on_group)(void *arg, size_t group),
-			    void *on_group_arg);
+enum lt_err lt_writer_start(struct lt_writer *w, struct sqlite3 *db, size_t queue_cap, size_t batch,
+			    void (*on_group)(void *arg, size_t group), void *on_group_arg);
 /* Commit what is queued, stop the thread.  Safe to call twice. */
 void lt_writer_stop(struct lt_writer *w);
 /* Free the queue and lock after stop, once no thread can call run. */

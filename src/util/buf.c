@@ -151,14 +151,24 @@ enum lt_err lt_buf_put_json_str(struct lt_buf *b, const char *s, size_t n)
 		const char *esc = NULL;
 		char ubuf[7];
 		size_t seq = 1;
-		if (c == '"') esc = "\\\"";
-		else if (c == '\\') esc = "\\\\";
-		else if (c == '\n') esc = "\\n";
-		else if (c == '\r') esc = "\\r";
-		else if (c == '\t') esc = "\\t";
+		if (c == '"')
+			esc = "\\\"";
+		else if (c == '\\')
+			esc = "\\\\";
+		else if (c == '\n')
+			esc = "\\n";
+		else if (c == '\r')
+			esc = "\\r";
+		else if (c == '\t')
+			esc = "\\t";
 		else if (c < 0x20 || c == 0x7F) {
-			ubuf[0] = '\\'; ubuf[1] = 'u'; ubuf[2] = '0'; ubuf[3] = '0';
-			ubuf[4] = hex[c >> 4]; ubuf[5] = hex[c & 15]; ubuf[6] = 0;
+			ubuf[0] = '\\';
+			ubuf[1] = 'u';
+			ubuf[2] = '0';
+			ubuf[3] = '0';
+			ubuf[4] = hex[c >> 4];
+			ubuf[5] = hex[c & 15];
+			ubuf[6] = 0;
 			esc = ubuf;
 		} else if (c >= 0x80) {
 			seq = lt_utf8_seq(p + i, n - i);

@@ -20,11 +20,11 @@
 #include "util/err.h"
 
 struct lt_buf {
-	char *data;  /* NUL-terminated contents */
-	size_t len;  /* bytes used, excluding the NUL */
-	size_t cap;  /* bytes available including the NUL */
-	size_t max;  /* largest len allowed */
-	bool heap;   /* data was malloc'd by us */
+	char *data;	 /* NUL-terminated contents */
+	size_t len;	 /* bytes used, excluding the NUL */
+	size_t cap;	 /* bytes available including the NUL */
+	size_t max;	 /* largest len allowed */
+	bool heap;	 /* data was malloc'd by us */
 	enum lt_err err; /* sticky: after a failed append, every append fails */
 };
 

@@ -12,21 +12,21 @@
 
 enum lt_err {
 	LT_OK = 0,
-	LT_ENOMEM,     /* allocation failed */
-	LT_EINVAL,     /* bad input (caller's or client's) */
-	LT_ERANGE,     /* value outside its bounds */
-	LT_ENOTFOUND,  /* no such thing */
-	LT_EEXIST,     /* already exists */
-	LT_EIO,        /* I/O or storage failure */
-	LT_EBUSY,      /* a bounded queue or table is full; try later */
-	LT_ETOOBIG,    /* input larger than its limit */
-	LT_ESCHEMA,    /* database schema newer than this build knows */
-	LT_ECORRUPT,   /* stored data failed a check */
-	LT_ESTOPPED,   /* the component is shutting down */
-	LT_EDENIED,    /* not allowed */
-	LT_ECONFIG,    /* configuration error */
-	LT_ETIMEOUT,   /* a deadline passed */
-	LT_ESYNTAX,    /* malformed input that could not be parsed */
+	LT_ENOMEM,    /* allocation failed */
+	LT_EINVAL,    /* bad input (caller's or client's) */
+	LT_ERANGE,    /* value outside its bounds */
+	LT_ENOTFOUND, /* no such thing */
+	LT_EEXIST,    /* already exists */
+	LT_EIO,	      /* I/O or storage failure */
+	LT_EBUSY,     /* a bounded queue or table is full; try later */
+	LT_ETOOBIG,   /* input larger than its limit */
+	LT_ESCHEMA,   /* database schema newer than this build knows */
+	LT_ECORRUPT,  /* stored data failed a check */
+	LT_ESTOPPED,  /* the component is shutting down */
+	LT_EDENIED,   /* not allowed */
+	LT_ECONFIG,   /* configuration error */
+	LT_ETIMEOUT,  /* a deadline passed */
+	LT_ESYNTAX,   /* malformed input that could not be parsed */
 };
 
 /* Static, human-readable name of an error; never NULL. */

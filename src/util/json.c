@@ -47,8 +47,8 @@ enum lt_err lt_json_get_str(const cJSON *obj, const char *name, const char **out
 	return LT_OK;
 }
 
-enum lt_err lt_json_get_i64(const cJSON *obj, const char *name, int64_t min,
-			    int64_t max, int64_t *out)
+enum lt_err lt_json_get_i64(const cJSON *obj, const char *name, int64_t min, int64_t max,
+			    int64_t *out)
 {
 	const cJSON *it = member(obj, name);
 	if (!it)

@@ -31,8 +31,8 @@
 enum lt_err lt_json_parse(const char *s, size_t n, cJSON **out, size_t *err_pos);
 
 enum lt_err lt_json_get_str(const cJSON *obj, const char *name, const char **out);
-enum lt_err lt_json_get_i64(const cJSON *obj, const char *name, int64_t min,
-			    int64_t max, int64_t *out);
+enum lt_err lt_json_get_i64(const cJSON *obj, const char *name, int64_t min, int64_t max,
+			    int64_t *out);
 enum lt_err lt_json_get_bool(const cJSON *obj, const char *name, bool *out);
 
 #endif

@@ -86,8 +86,8 @@ static void line_finish(struct lt_log *log, struct lt_buf *b)
 	}
 }
 
-void lt_log_msg(struct lt_log *log, enum lt_log_level level, const char *extra,
-		const char *fmt, ...)
+void lt_log_msg(struct lt_log *log, enum lt_log_level level, const char *extra, const char *fmt,
+		...)
 {
 	if (!lt_log_enabled(log, level))
 		return;
@@ -111,9 +111,8 @@ void lt_log_msg(struct lt_log *log, enum lt_log_level level, const char *extra,
 	lt_buf_release(&b);
 }
 
-void lt_log_request(struct lt_log *log, const char *correlation_id,
-		    const char *route, const char *method, const char *path,
-		    int status, int64_t duration_ns)
+void lt_log_request(struct lt_log *log, const char *correlation_id, const char *route,
+		    const char *method, const char *path, int status, int64_t duration_ns)
 {
 	if (!atomic_load_explicit(&log->access, memory_order_relaxed) ||
 	    !lt_log_enabled(log, LT_LOG_INFO))
@@ -130,8 +129,7 @@ void lt_log_request(struct lt_log *log, const char *correlation_id,
 	lt_buf_put_json_str(&b, method, strlen(method));
 	lt_buf_puts(&b, ",\"path\":");
 	lt_buf_put_json_str(&b, path, strlen(path));
-	lt_buf_printf(&b, ",\"status\":%d,\"durationMs\":%.3f", status,
-		      (double)duration_ns / 1e6);
+	lt_buf_printf(&b, ",\"status\":%d,\"durationMs\":%.3f", status, (double)duration_ns / 1e6);
 	line_finish(log, &b);
 	lt_buf_release(&b);
 }

@@ -25,8 +25,8 @@
 enum lt_log_level { LT_LOG_DEBUG, LT_LOG_INFO, LT_LOG_WARN, LT_LOG_ERROR };
 
 struct lt_log {
-	atomic_int level;      /* enum lt_log_level: lines below it are dropped */
-	atomic_bool access;    /* write one line per HTTP request */
+	atomic_int level;   /* enum lt_log_level: lines below it are dropped */
+	atomic_bool access; /* write one line per HTTP request */
 	int fd;
 	bool own_fd;
 };
@@ -41,8 +41,8 @@ const char *lt_log_level_name(enum lt_log_level level);
 
 /* A line with a printf-formatted message.  `extra` is NULL or a
  * pre-rendered JSON fragment of more members, starting with a comma. */
-void lt_log_msg(struct lt_log *log, enum lt_log_level level, const char *extra,
-		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void lt_log_msg(struct lt_log *log, enum lt_log_level level, const char *extra, const char *fmt,
+		...) __attribute__((format(printf, 4, 5)));
 
 #define lt_log_debug(log, ...) lt_log_msg((log), LT_LOG_DEBUG, NULL, __VA_ARGS__)
 #define lt_log_info(log, ...) lt_log_msg((log), LT_LOG_INFO, NULL, __VA_ARGS__)
@@ -50,8 +50,7 @@ void lt_log_msg(struct lt_log *log, enum lt_log_level level, const char *extra,
 #define lt_log_error(log, ...) lt_log_msg((log), LT_LOG_ERROR, NULL, __VA_ARGS__)
 
 /* The access line for one request (level info, only if access is on). */
-void lt_log_request(struct lt_log *log, const char *correlation_id,
-		    const char *route, const char *method, const char *path,
-		    int status, int64_t duration_ns);
+void lt_log_request(struct lt_log *log, const char *correlation_id, const char *route,
+		    const char *method, const char *path, int status, int64_t duration_ns);
 
 #endif

@@ -41,18 +41,17 @@ static bool valid_name(const char *s)
 	if (!s || !*s)
 		return false;
 	for (const char *p = s; *p; p++) {
-		bool alpha = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			     *p == '_' || *p == ':';
+		bool alpha = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
+			     *p == ':';
 		if (!alpha && !(p > s && *p >= '0' && *p <= '9'))
 			return false;
 	}
 	return true;
 }
 
-enum lt_err lt_metrics_register(struct lt_metrics *m, enum lt_metric_type type,
-				const char *name, const char *help, size_t nlabels,
-				const char *const *label_names, size_t nbuckets,
-				const double *bounds, size_t max_series,
+enum lt_err lt_metrics_register(struct lt_metrics *m, enum lt_metric_type type, const char *name,
+				const char *help, size_t nlabels, const char *const *label_names,
+				size_t nbuckets, const double *bounds, size_t max_series,
 				struct lt_metric_family **out)
 {
 	if (!valid_name(name) || nlabels > LT_METRIC_MAX_LABELS || max_series == 0 ||
@@ -216,8 +215,7 @@ static void add_double(atomic_uint_least64_t *a, double d)
 {
 	uint_least64_t cur = atomic_load_explicit(a, memory_order_relaxed);
 	while (!atomic_compare_exchange_weak_explicit(a, &cur, dbits(bitsd(cur) + d),
-						      memory_order_relaxed,
-						      memory_order_relaxed))
+						      memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -312,7 +310,8 @@ static void render_family(struct lt_buf *b, const struct lt_metric_family *f)
 	lt_buf_printf(b, "\n# TYPE %s %s\n", f->name, types[f->type]);
 	size_t n = atomic_load(&f->nseries);
 	for (size_t k = 0; k < n; k++) {
-		const struct lt_series *s = atomic_load_explicit(&f->order[k], memory_order_acquire);
+		const struct lt_series *s =
+			atomic_load_explicit(&f->order[k], memory_order_acquire);
 		if (!s)
 			continue;
 		if (f->type == LT_METRIC_COUNTER) {

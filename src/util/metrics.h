@@ -35,9 +35,9 @@ enum lt_metric_type { LT_METRIC_COUNTER, LT_METRIC_GAUGE, LT_METRIC_HISTOGRAM };
 struct lt_series {
 	uint32_t hash;
 	char *labels[LT_METRIC_MAX_LABELS]; /* values; one allocation owned here */
-	atomic_uint_least64_t value;        /* counter: count; gauge: double bits */
-	atomic_uint_least64_t sum;          /* histogram: double bits */
-	atomic_uint_least64_t count;        /* histogram: observations */
+	atomic_uint_least64_t value;	    /* counter: count; gauge: double bits */
+	atomic_uint_least64_t sum;	    /* histogram: double bits */
+	atomic_uint_least64_t count;	    /* histogram: observations */
 	atomic_uint_least64_t buckets[LT_METRIC_MAX_BUCKETS];
 };
 
@@ -50,17 +50,17 @@ struct lt_metric_family {
 	size_t nbuckets;
 	double bounds[LT_METRIC_MAX_BUCKETS]; /* histogram upper bounds, ascending */
 	size_t max_series;
-	size_t slot_mask;               /* hash table size - 1 */
+	size_t slot_mask; /* hash table size - 1 */
 	_Atomic(struct lt_series *) *slots;
 	_Atomic(struct lt_series *) *order; /* insertion order, for rendering */
 	atomic_size_t nseries;
-	pthread_mutex_t lock;           /* held only to create a series */
+	pthread_mutex_t lock; /* held only to create a series */
 };
 
 struct lt_metrics {
 	struct lt_metric_family *families[LT_METRIC_MAX_FAMILIES];
 	size_t nfamilies;
-	atomic_uint_least64_t dropped;  /* series refused by a full family */
+	atomic_uint_least64_t dropped; /* series refused by a full family */
 };
 
 void lt_metrics_init(struct lt_metrics *m);
@@ -70,10 +70,9 @@ void lt_metrics_release(struct lt_metrics *m);
  * bounds has nbuckets ascending finite values (+Inf is implicit).  Names
  * must be valid Prometheus names.  LT_EINVAL on bad arguments, LT_EBUSY if
  * the registry is full. */
-enum lt_err lt_metrics_register(struct lt_metrics *m, enum lt_metric_type type,
-				const char *name, const char *help, size_t nlabels,
-				const char *const *label_names, size_t nbuckets,
-				const double *bounds, size_t max_series,
+enum lt_err lt_metrics_register(struct lt_metrics *m, enum lt_metric_type type, const char *name,
+				const char *help, size_t nlabels, const char *const *label_names,
+				size_t nbuckets, const double *bounds, size_t max_series,
 				struct lt_metric_family **out);
 
 /* Find or create the series for these label values (nlabels strings).

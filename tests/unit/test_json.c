@@ -69,13 +69,13 @@ static void test_parse_errors(void **state)
 		C("{}{}", 2),
 		C("[1] ,", 4),
 		C("{}\t\v", 3), /* only JSON's four spaces are space */
-		C("1e", 2),   /* the exponent needs a digit */
-		C("01", 1),   /* leading zero */
+		C("1e", 2),	/* the exponent needs a digit */
+		C("01", 1),	/* leading zero */
 		C("-", 1),
 		C("[1.]", 3),
-		C("\"a\tb\"", 2), /* raw control character in a string */
-		C("\"\\udc00\"", 1), /* lone low surrogate: at its escape */
-		C("\"\\ud800x\"", 1), /* high surrogate without a low one */
+		C("\"a\tb\"", 2),	    /* raw control character in a string */
+		C("\"\\udc00\"", 1),	    /* lone low surrogate: at its escape */
+		C("\"\\ud800x\"", 1),	    /* high surrogate without a low one */
 		C("\"\\ud800\\u0041\"", 7), /* high surrogate, then not a low one */
 		C("{\"a\"}", 4),
 		C("{1:2}", 1),
@@ -153,8 +153,14 @@ static void test_depth_limit(void **state)
 static void test_strict_accepts(void **state)
 {
 	(void)state;
-	static const char *const good[] = {"0", "-0", "-0.5e-3", "1E+9", "\"\\ud83d\\ude00\"",
-					   "{\"a\":[true,false,null,{}]}", " [ ] ", "\"\\/\\b\\f\""};
+	static const char *const good[] = {"0",
+					   "-0",
+					   "-0.5e-3",
+					   "1E+9",
+					   "\"\\ud83d\\ude00\"",
+					   "{\"a\":[true,false,null,{}]}",
+					   " [ ] ",
+					   "\"\\/\\b\\f\""};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		cJSON *j;
 		size_t pos;

@@ -47,12 +47,18 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	const char *options[] = {
-		"listening_ports", argv[1],
-		"num_threads", argv[2],
-		"enable_keep_alive", "yes",
-		"keep_alive_timeout_ms", "5000",
-		"request_timeout_ms", "30000",
-		"tcp_nodelay", "1",
+		"listening_ports",
+		argv[1],
+		"num_threads",
+		argv[2],
+		"enable_keep_alive",
+		"yes",
+		"keep_alive_timeout_ms",
+		"5000",
+		"request_timeout_ms",
+		"30000",
+		"tcp_nodelay",
+		"1",
 		NULL,
 	};
 	struct mg_callbacks cb;
