@@ -16,3 +16,74 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value)
 VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
        ('instance_id', lower(hex(randomblob(16))));
+
+-- migration 2: identity
+-- Users, their roles, orgs and members, API keys (only a keyed digest of the
+-- secret), JWT signing keys (public part; the private key is a file under
+-- secrets/), and the audit trail of identity changes.  Times are Unix
+-- milliseconds (UTC).  Ids are lowercase canonical UUIDs.
+CREATE TABLE users (
+	id            TEXT PRIMARY KEY,
+	username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+	email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+	password_hash TEXT NOT NULL,
+	tier          TEXT,                      -- explicit tier, NULL: derived from roles
+	disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+	created_at    INTEGER NOT NULL,
+	updated_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE user_roles (
+	user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	role    TEXT NOT NULL CHECK (role IN ('ADMIN', 'ORG_ADMIN', 'USER')),
+	PRIMARY KEY (user_id, role)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE orgs (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+	created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE org_members (
+	org_id     TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+	user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	role       TEXT NOT NULL CHECK (role IN ('ORG_ADMIN', 'USER')),
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (org_id, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX org_members_by_user ON org_members(user_id);
+
+CREATE TABLE api_keys (
+	id           TEXT PRIMARY KEY,
+	public_id    TEXT NOT NULL UNIQUE,       -- the "lt_<public id>" part
+	user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name         TEXT,
+	digest       BLOB NOT NULL CHECK (length(digest) = 32), -- keyed BLAKE2b of the secret
+	created_at   INTEGER NOT NULL,
+	expires_at   INTEGER,
+	last_used_at INTEGER,
+	revoked_at   INTEGER
+) STRICT;
+CREATE INDEX api_keys_by_user ON api_keys(user_id);
+
+CREATE TABLE signing_keys (
+	kid        TEXT PRIMARY KEY,             -- RFC 7638 thumbprint
+	alg        TEXT NOT NULL CHECK (alg = 'RS256'),
+	public_jwk TEXT NOT NULL,                -- JSON object served at /oauth2/jwks
+	file       TEXT NOT NULL,                -- private key, relative to the data dir
+	created_at INTEGER NOT NULL,
+	retired_at INTEGER                       -- NULL: the active key (at most one)
+) STRICT;
+CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys((retired_at IS NULL))
+	WHERE retired_at IS NULL;
+
+CREATE TABLE audit (
+	id     INTEGER PRIMARY KEY,
+	at     INTEGER NOT NULL,
+	actor  TEXT,                             -- user id, 'leakyctl', or 'system'
+	action TEXT NOT NULL,                    -- e.g. user.created, key.revoked
+	target TEXT,
+	detail TEXT                              -- JSON object, never secrets
+) STRICT;
+CREATE INDEX audit_by_time ON audit(at);
