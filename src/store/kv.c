@@ -14,6 +14,7 @@
 struct lt_kv {
 	MDB_env *env;
 	MDB_dbi buckets;
+	MDB_dbi meta;
 	bool readonly;
 };
 
@@ -74,6 +75,9 @@ enum lt_err lt_kv_open(const char *dir, uint64_t map_size, bool readonly, struct
 		rc = mdb_txn_begin(kv->env, NULL, readonly ? MDB_RDONLY : 0, &txn);
 		if (!rc) {
 			rc = mdb_dbi_open(txn, "buckets", readonly ? 0 : MDB_CREATE, &kv->buckets);
+			if (!rc)
+				rc = mdb_dbi_open(txn, "meta", readonly ? 0 : MDB_CREATE,
+						  &kv->meta);
 			if (rc)
 				mdb_txn_abort(txn);
 			else
@@ -134,5 +138,53 @@ enum lt_err lt_kv_stat(struct lt_kv *kv, struct lt_kv_stat *out)
 	out->depth = st.ms_depth;
 	out->max_readers = info.me_maxreaders;
 	out->readers = info.me_numreaders;
+	return LT_OK;
+}
+
+enum lt_err lt_kv_counter_get(struct lt_kv *kv, const char *name, uint64_t *out)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(name), (void *)name}, v;
+	int rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return map_rc(rc);
+	rc = mdb_get(txn, kv->meta, &k, &v);
+	*out = 0;
+	if (rc == 0 && v.mv_size == sizeof *out)
+		memcpy(out, v.mv_data, sizeof *out);
+	mdb_txn_abort(txn);
+	return rc == 0 || rc == MDB_NOTFOUND ? LT_OK : map_rc(rc);
+}
+
+enum lt_err lt_kv_counter_bump(struct lt_kv *kv, const char *name, uint64_t *out)
+{
+	if (kv->readonly)
+		return LT_EDENIED;
+	MDB_txn *txn;
+	MDB_val k = {strlen(name), (void *)name}, v;
+	uint64_t cur = 0;
+	int rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
+	if (rc)
+		return map_rc(rc);
+	rc = mdb_get(txn, kv->meta, &k, &v);
+	if (rc == 0 && v.mv_size == sizeof cur)
+		memcpy(&cur, v.mv_data, sizeof cur);
+	cur++;
+	v.mv_size = sizeof cur;
+	v.mv_data = &cur;
+	rc = mdb_put(txn, kv->meta, &k, &v, 0);
+	if (rc) {
+		mdb_txn_abort(txn);
+		return map_rc(rc);
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc)
+		return map_rc(rc);
+	/* Other processes see the commit at once (shared map); make it durable
+	 * too, since a lost bump could resurrect a revoked key's cache entry
+	 * after a machine crash. */
+	mdb_env_sync(kv->env, 1);
+	if (out)
+		*out = cur;
 	return LT_OK;
 }

@@ -44,4 +44,13 @@ enum lt_err lt_kv_sync(struct lt_kv *kv);
 enum lt_err lt_kv_reader_check(struct lt_kv *kv, int *dead);
 enum lt_err lt_kv_stat(struct lt_kv *kv, struct lt_kv_stat *out);
 
+/* Named 64-bit counters in the "meta" database, shared by every process
+ * that opens the environment (leakyd and leakyctl).  The identity
+ * generation lives here: any change to users, roles or keys bumps it, and
+ * each cache entry remembers the generation it was made under, so a change
+ * made by leakyctl invalidates leakyd's caches on its next request.
+ * lt_kv_counter_get reads 0 for a counter never bumped. */
+enum lt_err lt_kv_counter_get(struct lt_kv *kv, const char *name, uint64_t *out);
+enum lt_err lt_kv_counter_bump(struct lt_kv *kv, const char *name, uint64_t *out);
+
 #endif

@@ -123,12 +123,43 @@ static void test_create_missing_parent(void **state)
 	assert_non_null(strstr(err, "mkdir"));
 }
 
+/* Counters are shared between two handles on one environment (as leakyd
+ * and leakyctl share it) and survive reopening. */
+static void test_counters(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_kv *a, *b;
+	char err[LT_KV_ERR_MAX];
+	uint64_t v = 99;
+	assert_int_equal(lt_kv_open(f->env, 4 * MIB, false, &a, err), LT_OK);
+	assert_int_equal(lt_kv_counter_get(a, "identity_gen", &v), LT_OK);
+	assert_int_equal(v, 0);
+	assert_int_equal(lt_kv_counter_bump(a, "identity_gen", &v), LT_OK);
+	assert_int_equal(v, 1);
+	assert_int_equal(lt_kv_open(f->env, 4 * MIB, true, &b, err), LT_OK);
+	assert_int_equal(lt_kv_counter_get(b, "identity_gen", &v), LT_OK);
+	assert_int_equal(v, 1);
+	assert_int_equal(lt_kv_counter_bump(b, "identity_gen", &v), LT_EDENIED);
+	assert_int_equal(lt_kv_counter_bump(a, "identity_gen", &v), LT_OK);
+	assert_int_equal(lt_kv_counter_get(b, "identity_gen", &v), LT_OK);
+	assert_int_equal(v, 2);
+	assert_int_equal(lt_kv_counter_get(b, "other", &v), LT_OK);
+	assert_int_equal(v, 0);
+	lt_kv_close(b);
+	lt_kv_close(a);
+	assert_int_equal(lt_kv_open(f->env, 4 * MIB, false, &a, err), LT_OK);
+	assert_int_equal(lt_kv_counter_get(a, "identity_gen", &v), LT_OK);
+	assert_int_equal(v, 2);
+	lt_kv_close(a);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		T(test_open_stat_sync),
+		T(test_counters),
 		T(test_readonly_missing),
 		T(test_readonly_empty_dir),
 		T(test_create_missing_parent),
