@@ -142,6 +142,14 @@ static int open_storage(struct lt_server *srv, const struct lt_config *cfg)
 		return EX_OSERR;
 	}
 	atomic_fetch_or(&srv->ready, LT_READY_WRITER);
+	char aerr[LT_AUTH_ERR_MAX];
+	e = lt_auth_open(&srv->auth, cfg, dir, srv->db_path, srv->kv, &srv->writer, &srv->clock,
+			 &srv->log, aerr);
+	if (e) {
+		lt_log_error(&srv->log, "%s", aerr);
+		return e == LT_ECONFIG ? EX_CONFIG : EX_SOFTWARE;
+	}
+	atomic_fetch_or(&srv->ready, LT_READY_AUTH);
 	return 0;
 }
 
@@ -373,6 +381,8 @@ int main(int argc, char **argv)
 		lt_http_stop(&srv);
 	}
 	lt_scheduler_stop(&sched);
+	if (atomic_load(&srv.inflight) == 0) /* else handlers may still use it */
+		lt_auth_close(&srv.auth);
 	lt_writer_stop(&srv.writer);
 	lt_kv_close(srv.kv);
 	srv.kv = NULL;

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "conf/config.h"
 #include "store/writer.h"
 #include "util/clock.h"
@@ -41,9 +42,11 @@ enum {
 	LT_READY_MIGRATED = 1 << 1,  /* schema up to date */
 	LT_READY_BUCKETS = 1 << 2,   /* LMDB open */
 	LT_READY_WRITER = 1 << 3,    /* writer thread running */
+	LT_READY_AUTH = 1 << 4,	     /* signing keys loaded, admin bootstrapped */
 	LT_READY_DRAINING = 1 << 16, /* shutting down: not ready */
 };
-#define LT_READY_ALL (LT_READY_STORAGE | LT_READY_MIGRATED | LT_READY_BUCKETS | LT_READY_WRITER)
+#define LT_READY_ALL                                                                               \
+	(LT_READY_STORAGE | LT_READY_MIGRATED | LT_READY_BUCKETS | LT_READY_WRITER | LT_READY_AUTH)
 
 struct lt_config_snap {
 	struct lt_config cfg;
@@ -82,6 +85,7 @@ struct lt_server {
 	struct sqlite3 *db; /* the writer's connection */
 	struct lt_writer writer;
 	struct lt_kv *kv;
+	struct lt_auth auth; /* valid once LT_READY_AUTH is set */
 
 	atomic_uint ready;
 	atomic_int inflight;

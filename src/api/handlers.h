@@ -23,6 +23,16 @@ void lt_api_actuator_readiness(struct lt_req *req);
 void lt_api_metrics(struct lt_req *req);
 void lt_api_openapi(struct lt_req *req);
 
+/* identity.c */
+void lt_api_register(struct lt_req *req);
+void lt_api_login(struct lt_req *req);
+void lt_api_jwks(struct lt_req *req);
+void lt_api_me(struct lt_req *req);
+void lt_api_keys_create(struct lt_req *req);
+void lt_api_keys_list(struct lt_req *req);
+void lt_api_keys_delete(struct lt_req *req);
+void lt_api_keys_validate(struct lt_req *req);
+
 /* debug.c */
 void lt_api_clock_get(struct lt_req *req);
 void lt_api_clock_post(struct lt_req *req);

@@ -31,6 +31,7 @@ static const struct check checks[] = {
 	{LT_READY_MIGRATED, "migrations", "schema migrations have not finished"},
 	{LT_READY_BUCKETS, "buckets", "the LMDB bucket store is not open yet"},
 	{LT_READY_WRITER, "writer", "the writer thread is not running"},
+	{LT_READY_AUTH, "auth", "signing keys and the admin user are not ready"},
 };
 
 void lt_api_readyz(struct lt_req *req)

@@ -7,8 +7,22 @@
 
 #define PUB LT_AUTH_PUBLIC
 #define DBG LT_AUTH_DEBUG
+#define USR LT_AUTH_USER
 
 static const struct lt_route routes[] = {
+	{"POST", "/api/v1/auth/register", lt_api_register, PUB, LT_BODY_JSON, true,
+	 "Register a user"},
+	{"POST", "/api/v1/auth/login", lt_api_login, PUB, LT_BODY_JSON, true, "Log in"},
+	{"GET", "/oauth2/jwks", lt_api_jwks, PUB, LT_BODY_NONE, true, "Public signing keys"},
+	{"GET", "/api/v1/auth/me", lt_api_me, USR, LT_BODY_NONE, true, "The caller"},
+	{"POST", "/api/v1/auth/api-keys", lt_api_keys_create, USR, LT_BODY_JSON, true,
+	 "Create an API key"},
+	{"GET", "/api/v1/auth/api-keys", lt_api_keys_list, USR, LT_BODY_NONE, true,
+	 "List API keys"},
+	{"DELETE", "/api/v1/auth/api-keys", lt_api_keys_delete, USR, LT_BODY_NONE, true,
+	 "Revoke an API key"},
+	{"GET", "/api/v1/auth/api-keys/validate", lt_api_keys_validate, PUB, LT_BODY_NONE, true,
+	 "Validate an API key"},
 	{"GET", "/healthz", lt_api_healthz, PUB, LT_BODY_NONE, false, "Liveness", true},
 	{"GET", "/readyz", lt_api_readyz, PUB, LT_BODY_NONE, false, "Readiness with reasons", true},
 	{"GET", "/actuator/health", lt_api_actuator_health, PUB, LT_BODY_NONE, false,

@@ -535,3 +535,60 @@ enum lt_err lt_ident_audit(sqlite3 *db, int64_t at_ms, const char *actor, const 
 	sqlite3_bind_int64(st, 5, at_ms);
 	return exec_changes(db, st, NULL);
 }
+
+/* ---- signing keys ---- */
+
+enum lt_err lt_ident_signing_key_insert(sqlite3 *db, const char *kid, const char *jwk_json,
+					const char *file, int64_t now_ms)
+{
+	sqlite3_stmt *st;
+	const char *a[] = {kid, jwk_json, file};
+	enum lt_err e = prep(db,
+			     "INSERT INTO signing_keys (kid, alg, public_jwk, file, created_at) "
+			     "VALUES (?1, 'RS256', ?2, ?3, ?4)",
+			     &st, 3, a);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 4, now_ms);
+	return exec_changes(db, st, NULL);
+}
+
+enum lt_err lt_ident_signing_key_retire(sqlite3 *db, int64_t now_ms)
+{
+	sqlite3_stmt *st;
+	enum lt_err e = prep(db, "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
+			     &st, 0, NULL);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, now_ms);
+	return exec_changes(db, st, NULL);
+}
+
+enum lt_err lt_ident_signing_key_list(sqlite3 *db, int64_t retired_since_ms,
+				      bool (*fn)(void *arg, const struct lt_signing_key_row *k),
+				      void *arg)
+{
+	sqlite3_stmt *st;
+	enum lt_err e = prep(db,
+			     "SELECT kid, file, created_at, retired_at FROM signing_keys "
+			     "WHERE retired_at IS NULL OR retired_at > ?1 "
+			     "ORDER BY retired_at IS NOT NULL, created_at DESC",
+			     &st, 0, NULL);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, retired_since_ms);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct lt_signing_key_row k;
+		copy_col(st, 0, k.kid, sizeof k.kid);
+		copy_col(st, 1, k.file, sizeof k.file);
+		k.created_ms = col_i64(st, 2);
+		k.retired_ms = col_i64(st, 3);
+		if (!fn(arg, &k))
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		e = rc_err(rc);
+	sqlite3_finalize(st);
+	return e;
+}

@@ -121,6 +121,22 @@ enum lt_err lt_ident_member_remove(struct sqlite3 *db, const char *org_id, const
 enum lt_err lt_ident_member_list(struct sqlite3 *db, const char *org_id, const char *user_id,
 				 bool (*fn)(void *arg, const struct lt_membership *m), void *arg);
 
+/* Signing keys: the public JWK and the private key's file (relative to the
+ * data dir).  List calls fn for the active key first, then retired keys
+ * retired after `retired_since_ms`, newest first. */
+struct lt_signing_key_row {
+	char kid[64];
+	char file[128];
+	int64_t created_ms, retired_ms; /* retired_ms 0: active */
+};
+enum lt_err lt_ident_signing_key_insert(struct sqlite3 *db, const char *kid, const char *jwk_json,
+					const char *file, int64_t now_ms);
+/* Retire the active key (if any) at now_ms. */
+enum lt_err lt_ident_signing_key_retire(struct sqlite3 *db, int64_t now_ms);
+enum lt_err lt_ident_signing_key_list(struct sqlite3 *db, int64_t retired_since_ms,
+				      bool (*fn)(void *arg, const struct lt_signing_key_row *k),
+				      void *arg);
+
 /* Audit: detail_json is NULL or a JSON object (never secrets). */
 enum lt_err lt_ident_audit(struct sqlite3 *db, int64_t at_ms, const char *actor, const char *action,
 			   const char *target, const char *detail_json);

@@ -48,6 +48,13 @@ struct lt_config {
 	int64_t storage_lmdb_map_size;
 	int64_t storage_lmdb_sync_interval_ms;
 	int64_t storage_checkpoint_interval_ms;
+	/* [auth] */
+	char auth_issuer[LT_CFG_STR_MAX];
+	char auth_audience[LT_CFG_STR_MAX];
+	int64_t auth_token_ttl_s;
+	int64_t auth_cache_size;
+	int64_t auth_hash_concurrency;
+	int64_t auth_hash_queue;
 	/* [log] */
 	int64_t log_level; /* enum lt_log_level */
 	bool log_access;

@@ -162,6 +162,41 @@ static void reject(struct lt_server *srv, const char *reason)
 	lt_counter_add(lt_metric_series(&srv->metrics, srv->m.rejected, labels), 1);
 }
 
+/* Establish req->principal; on failure answer 401 (403 for a principal
+ * without the ADMIN role on an admin route) and return false. */
+static bool authenticate(struct lt_req *req)
+{
+	struct lt_server *srv = req->srv;
+	enum lt_auth_fail why = LT_AUTH_FAIL_NONE;
+	enum lt_err e =
+		lt_auth_authenticate(&srv->auth, mg_get_header(req->conn, "Authorization"),
+				     mg_get_header(req->conn, "X-Api-Key"), &req->principal, &why);
+	if (e == LT_EDENIED) {
+		const char *msg = why == LT_AUTH_FAIL_MISSING	    ? "authentication required"
+				  : why == LT_AUTH_FAIL_BAD_KEY	    ? "invalid api key"
+				  : why == LT_AUTH_FAIL_KEY_EXPIRED ? "api key expired"
+				  : why == LT_AUTH_FAIL_DISABLED    ? "account disabled"
+								    : "invalid token";
+		if (req->openai)
+			lt_reply_openai_error(req, 401, "invalid_request_error", "invalid_api_key",
+					      NULL, msg, "WWW-Authenticate: Bearer\r\n");
+		else
+			lt_reply_error_h(req, 401, msg, "WWW-Authenticate: Bearer\r\n");
+		return false;
+	}
+	if (e) {
+		lt_reply_error_h(req, 503, "authentication is temporarily unavailable",
+				 "Retry-After: 1\r\n");
+		return false;
+	}
+	req->authed = true;
+	if (req->match.route->auth == LT_AUTH_ADMIN && !(req->principal.roles & LT_ROLE_ADMIN)) {
+		lt_reply_error(req, 403, "admin role required");
+		return false;
+	}
+	return true;
+}
+
 /* `inflight` is this request's own count (it included): reading the shared
  * counter again here would let two racing requests both see the other and
  * both be refused under the limit. */
@@ -206,11 +241,13 @@ static void dispatch(struct lt_req *req, int inflight)
 		lt_reply_error(req, 403, "debug endpoints are served to loopback clients only");
 		return;
 	}
-	if (r->needs_ready && (ready & LT_READY_ALL) != LT_READY_ALL) {
+	if ((r->needs_ready || r->auth >= LT_AUTH_USER) && (ready & LT_READY_ALL) != LT_READY_ALL) {
 		lt_reply_error_h(req, 503, "not ready: storage is still opening",
 				 "Retry-After: 1\r\n");
 		return;
 	}
+	if (r->auth >= LT_AUTH_USER && !authenticate(req))
+		return;
 	/* Body limits apply to every route: an oversized body is refused
 	 * before it is read, whatever the route does with bodies. */
 	long long declared = req->ri->content_length;

@@ -278,6 +278,11 @@ void lt_reply_error(struct lt_req *req, int status, const char *message)
 	lt_reply_error_h(req, status, message, NULL);
 }
 
+const char *lt_req_remote_addr(const struct lt_req *req)
+{
+	return req->ri ? req->ri->remote_addr : "";
+}
+
 const char *lt_req_header(const struct lt_req *req, const char *name)
 {
 	return req->conn ? mg_get_header(req->conn, name) : NULL;

@@ -26,6 +26,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "auth/auth.h"
 #include "http/router.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -55,6 +56,8 @@ struct lt_req {
 	bool keep_alive;  /* the client allows reuse */
 	bool close_after; /* answer with Connection: close */
 	bool replied;
+	bool authed; /* principal is set */
+	struct lt_principal principal;
 	int status;
 	int64_t t0_mono;
 };
@@ -86,6 +89,9 @@ int lt_err_http_status(enum lt_err err);
 
 /* Standard reason phrase for a status code. */
 const char *lt_http_reason(int status);
+
+/* The client's address as text ("" when unknown). */
+const char *lt_req_remote_addr(const struct lt_req *req);
 
 /* Value of request header `name` or NULL. */
 const char *lt_req_header(const struct lt_req *req, const char *name);

@@ -19,10 +19,12 @@
 #define LT_ROUTE_MAX_PARAMS 4
 #define LT_ROUTE_ALLOW_MAX 64
 
-enum lt_auth {
+enum lt_route_auth {
 	LT_AUTH_PUBLIC, /* anyone */
 	LT_AUTH_DEBUG,	/* loopback clients, and only with [debug] test_endpoints or the
 			    feature the handler checks (manual_clock) */
+	LT_AUTH_USER,	/* any authenticated principal (401 otherwise) */
+	LT_AUTH_ADMIN,	/* a principal with the ADMIN role (403 otherwise) */
 };
 
 enum lt_body {
@@ -37,7 +39,7 @@ struct lt_route {
 	const char *method;
 	const char *pattern; /* also the route's name in logs and metrics */
 	lt_handler_fn handler;
-	enum lt_auth auth;
+	enum lt_route_auth auth;
 	enum lt_body body;
 	bool needs_ready;    /* 503 until storage is ready */
 	const char *summary; /* one line, for the OpenAPI check */

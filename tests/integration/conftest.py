@@ -487,3 +487,138 @@ def assert_error_body(r, status, path, message_re=None):
     if message_re:
         assert re.search(message_re, b["message"]), b["message"]
     return b
+
+
+# ---- identity helpers (API.md §1): used by test_identity, test_jwt_negative,
+# test_compat_jose.  Plain functions over a Leakyd; nothing above changes. ----
+
+import base64        # noqa: E402  (kept with the helpers that use them)
+import hashlib       # noqa: E402
+import itertools     # noqa: E402
+
+ADMIN_PASSWORD = "Adm1n-integration-pw!"   # LEAKYD_ADMIN_PASSWORD for the identity servers
+UUID_ANY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+APIKEY_RE = re.compile(r"^(lt_[a-z0-9]{12})_([A-Za-z0-9]{43})$")
+
+_user_seq = itertools.count(1)
+
+
+def b64url(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(s):
+    assert re.match(r"^[A-Za-z0-9_-]*$", s), f"not base64url: {s!r}"
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def jwt_decode(token):
+    """(header, claims, signature bytes) of a compact JWS, unverified."""
+    parts = token.split(".")
+    assert len(parts) == 3, f"not a compact JWS: {token!r}"
+    return (json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1])),
+            b64url_decode(parts[2]))
+
+
+def jwt_encode(header, claims, signature=b""):
+    """Compact JWS from parts; header/claims as dicts (or str for raw JSON)."""
+    h = header if isinstance(header, str) else json.dumps(header, separators=(",", ":"))
+    c = claims if isinstance(claims, str) else json.dumps(claims, separators=(",", ":"))
+    return f"{b64url(h)}.{b64url(c)}.{b64url(signature)}"
+
+
+def rs256_verify(n, e, signing_input, sig):
+    """RSASSA-PKCS1-v1_5 with SHA-256, with nothing but pow(): True if valid."""
+    k = (n.bit_length() + 7) // 8
+    if len(sig) != k:
+        return False
+    s = int.from_bytes(sig, "big")
+    if s >= n:
+        return False
+    em = pow(s, e, n).to_bytes(k, "big")
+    t = bytes.fromhex("3031300d060960864801650304020105000420") + \
+        hashlib.sha256(signing_input).digest()
+    return em == b"\x00\x01" + b"\xff" * (k - 3 - len(t)) + b"\x00" + t
+
+
+def jwk_int(s):
+    return int.from_bytes(b64url_decode(s), "big")
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_username(prefix="u"):
+    return f"{prefix}{os.getpid() % 10000}x{next(_user_seq)}"
+
+
+def register(srv, username=None, password="correct-horse-9", email=None, expect=201):
+    """POST /api/v1/auth/register; returns (body, password)."""
+    username = username or new_username()
+    email = email or f"{username.lower()}@example.com"
+    r = srv.post_json("/api/v1/auth/register",
+                      {"username": username, "email": email, "password": password})
+    assert r.status == expect, r
+    return r.json(), password
+
+
+def login(srv, username, password, expect=200):
+    r = srv.post_json("/api/v1/auth/login", {"username": username, "password": password})
+    assert r.status == expect, r
+    return r.json()
+
+
+def admin_token(srv, password=ADMIN_PASSWORD):
+    return login(srv, "admin", password)["token"]
+
+
+def jwks(srv):
+    r = srv.get("/oauth2/jwks")
+    assert r.status == 200, r
+    return r.json()
+
+
+def assert_unauthorized(r, path, message=None):
+    """401 with WWW-Authenticate: Bearer and the error envelope."""
+    assert r.status == 401, r
+    www = r.header("WWW-Authenticate")
+    assert www is not None and re.match(r"^Bearer\b", www), f"WWW-Authenticate: {www!r} on {r}"
+    b = assert_error_body(r, 401, path)
+    if message is not None:
+        assert b["message"] == message, b
+    return b
+
+
+def assert_validation_error(r, path, field=None, message=None):
+    """400 envelope; with field: an "errors" entry naming it."""
+    assert r.status == 400, r
+    assert r.header("Content-Type") == "application/json", r.header("Content-Type")
+    b = r.json()
+    assert {"message", "timestamp", "status", "path", "correlationId"} <= set(b), b
+    assert set(b) - {"message", "timestamp", "status", "path", "correlationId", "errors"} == set(), b
+    assert b["status"] == 400 and b["path"] == path, b
+    assert isinstance(b["message"], str) and b["message"], b
+    if message is not None:
+        assert b["message"] == message, b
+    if field is not None:
+        errs = b.get("errors")
+        assert isinstance(errs, list) and errs, f"no errors[] in {b}"
+        for e in errs:
+            assert set(e) == {"field", "message"}, e
+            assert isinstance(e["message"], str) and e["message"], e
+        assert field in [e["field"] for e in errs], b
+    return b
+
+
+def assert_secrets_not_logged(srv, secrets):
+    """None of the secret strings appears anywhere in the server's log."""
+    text = srv.log_text()
+    for s in secrets:
+        if s:
+            if s in text:
+                line = [ln for ln in text.splitlines() if s in ln][0]
+                raise AssertionError(f"a secret ({len(s)} chars, starting {s[:6]!r}) appears in "
+                                     f"the log: {line.replace(s, '<SECRET>')[:600]}")

@@ -28,7 +28,8 @@ def test_readyz_ready_with_checks(shared):
     assert r.status == 200
     b = r.json()
     assert b == {"status": "ready",
-                 "checks": {"storage": "up", "migrations": "up", "buckets": "up", "writer": "up"},
+                 "checks": {"storage": "up", "migrations": "up", "buckets": "up", "writer": "up",
+                            "auth": "up"},
                  "reasons": []}
     assert r.header("Retry-After") is None
     assert_common_headers(r)
