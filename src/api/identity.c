@@ -277,7 +277,7 @@ void lt_api_login(struct lt_req *req)
 	/* Throttle by the case-folded name (usernames are unique ignoring case). */
 	char ukey[LT_USERNAME_MAX + 1];
 	size_t ulen = 0;
-	for (; username[ulen] && ulen < LT_USERNAME_MAX; ulen++)
+	for (; ulen < LT_USERNAME_MAX && username[ulen]; ulen++)
 		ukey[ulen] = (char)tolower((unsigned char)username[ulen]);
 	ukey[ulen] = '\0';
 	int64_t mono = lt_clock_mono_ns(), wait_u = 0, wait_i = 0;
