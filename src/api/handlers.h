@@ -33,6 +33,22 @@ void lt_api_keys_list(struct lt_req *req);
 void lt_api_keys_delete(struct lt_req *req);
 void lt_api_keys_validate(struct lt_req *req);
 
+/* admin_identity.c */
+void lt_api_admin_user_create(struct lt_req *req);
+void lt_api_admin_user_list(struct lt_req *req);
+void lt_api_admin_user_get(struct lt_req *req);
+void lt_api_admin_user_disable(struct lt_req *req);
+void lt_api_admin_user_enable(struct lt_req *req);
+void lt_api_admin_user_roles(struct lt_req *req);
+void lt_api_admin_user_tier(struct lt_req *req);
+void lt_api_admin_org_create(struct lt_req *req);
+void lt_api_admin_org_list(struct lt_req *req);
+void lt_api_admin_member_add(struct lt_req *req);
+void lt_api_admin_member_list(struct lt_req *req);
+void lt_api_admin_member_remove(struct lt_req *req);
+void lt_api_admin_tier_list(struct lt_req *req);
+void lt_api_admin_audit_list(struct lt_req *req);
+
 /* debug.c */
 void lt_api_clock_get(struct lt_req *req);
 void lt_api_clock_post(struct lt_req *req);

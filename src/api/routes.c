@@ -8,6 +8,7 @@
 #define PUB LT_AUTH_PUBLIC
 #define DBG LT_AUTH_DEBUG
 #define USR LT_AUTH_USER
+#define ADM LT_AUTH_ADMIN
 
 static const struct lt_route routes[] = {
 	{"POST", "/api/v1/auth/register", lt_api_register, PUB, LT_BODY_JSON, true,
@@ -23,6 +24,31 @@ static const struct lt_route routes[] = {
 	 "Revoke an API key"},
 	{"GET", "/api/v1/auth/api-keys/validate", lt_api_keys_validate, PUB, LT_BODY_NONE, true,
 	 "Validate an API key"},
+	{"POST", "/admin/v1/users", lt_api_admin_user_create, ADM, LT_BODY_JSON, true,
+	 "Create a user"},
+	{"GET", "/admin/v1/users", lt_api_admin_user_list, ADM, LT_BODY_NONE, true, "List users"},
+	{"GET", "/admin/v1/users/{userId}", lt_api_admin_user_get, ADM, LT_BODY_NONE, true,
+	 "Get a user"},
+	{"POST", "/admin/v1/users/{userId}/disable", lt_api_admin_user_disable, ADM, LT_BODY_NONE,
+	 true, "Disable a user"},
+	{"POST", "/admin/v1/users/{userId}/enable", lt_api_admin_user_enable, ADM, LT_BODY_NONE,
+	 true, "Enable a user"},
+	{"PUT", "/admin/v1/users/{userId}/roles", lt_api_admin_user_roles, ADM, LT_BODY_JSON, true,
+	 "Set a user's roles"},
+	{"PUT", "/admin/v1/users/{userId}/tier", lt_api_admin_user_tier, ADM, LT_BODY_JSON, true,
+	 "Set or clear a user's tier"},
+	{"POST", "/admin/v1/orgs", lt_api_admin_org_create, ADM, LT_BODY_JSON, true,
+	 "Create an org"},
+	{"GET", "/admin/v1/orgs", lt_api_admin_org_list, ADM, LT_BODY_NONE, true, "List orgs"},
+	{"POST", "/admin/v1/orgs/{orgId}/members", lt_api_admin_member_add, USR, LT_BODY_JSON, true,
+	 "Add or change an org member"},
+	{"GET", "/admin/v1/orgs/{orgId}/members", lt_api_admin_member_list, USR, LT_BODY_NONE, true,
+	 "List an org's members"},
+	{"DELETE", "/admin/v1/orgs/{orgId}/members/{userId}", lt_api_admin_member_remove, USR,
+	 LT_BODY_NONE, true, "Remove an org member"},
+	{"GET", "/admin/v1/tiers", lt_api_admin_tier_list, ADM, LT_BODY_NONE, true, "List tiers"},
+	{"GET", "/admin/v1/audit", lt_api_admin_audit_list, ADM, LT_BODY_NONE, true,
+	 "Read the audit trail"},
 	{"GET", "/healthz", lt_api_healthz, PUB, LT_BODY_NONE, false, "Liveness", true},
 	{"GET", "/readyz", lt_api_readyz, PUB, LT_BODY_NONE, false, "Readiness with reasons", true},
 	{"GET", "/actuator/health", lt_api_actuator_health, PUB, LT_BODY_NONE, false,

@@ -62,7 +62,8 @@ static const struct lt_jwt_key *lookup_kid(void *arg, const char *kid, size_t ki
 }
 
 struct load_ctx {
-	struct lt_auth *a;
+	struct lt_jwt_key *keys; /* LT_AUTH_MAX_KEYS */
+	size_t *nkeys;
 	const char *data_dir;
 	enum lt_err err;
 	char *msg;
@@ -72,25 +73,91 @@ static bool load_key(void *arg, const struct lt_signing_key_row *k)
 {
 	struct load_ctx *c = arg;
 	char path[1024];
-	if (c->a->nkeys == LT_AUTH_MAX_KEYS)
+	if (*c->nkeys == LT_AUTH_MAX_KEYS)
 		return false;
 	snprintf(path, sizeof path, "%s/%s", c->data_dir, k->file);
-	enum lt_err e = lt_jwt_key_load(&c->a->keys[c->a->nkeys], path);
+	enum lt_err e = lt_jwt_key_load(&c->keys[*c->nkeys], path);
 	if (e) {
 		snprintf(c->msg, LT_AUTH_ERR_MAX, "signing key %s (%s): %s", k->kid, path,
 			 lt_strerror(e));
 		c->err = e;
 		return false;
 	}
-	if (strcmp(c->a->keys[c->a->nkeys].kid, k->kid) != 0) {
+	if (strcmp(c->keys[*c->nkeys].kid, k->kid) != 0) {
 		snprintf(c->msg, LT_AUTH_ERR_MAX, "signing key file %s does not hold key %s", path,
 			 k->kid);
-		lt_jwt_key_release(&c->a->keys[c->a->nkeys]);
+		lt_jwt_key_release(&c->keys[*c->nkeys]);
 		c->err = LT_ECORRUPT;
 		return false;
 	}
-	c->a->nkeys++;
+	(*c->nkeys)++;
 	return true;
+}
+
+/* Load the active key and keys retired within a token lifetime into keys
+ * (LT_AUTH_MAX_KEYS); *n counts them.  On error nothing is left loaded. */
+static enum lt_err load_ring(struct lt_auth *a, struct sqlite3 *db, struct lt_jwt_key *keys,
+			     size_t *n, char *err)
+{
+	int64_t since = lt_clock_now_ns(a->clock) / LT_NS_PER_MS - (a->ttl_s + 60) * 1000;
+	struct load_ctx c = {keys, n, a->data_dir, LT_OK, err};
+	*n = 0;
+	enum lt_err e = lt_ident_signing_key_list(db, since, load_key, &c);
+	if (!e)
+		e = c.err;
+	if (e) {
+		for (size_t i = 0; i < *n; i++)
+			lt_jwt_key_release(&keys[i]);
+		*n = 0;
+	}
+	return e;
+}
+
+/* After the generation moved: reload the ring if signing_keys changed. */
+static void refresh_ring(struct lt_auth *a, uint64_t gen)
+{
+	if (atomic_load(&a->keys_gen) == gen || pthread_mutex_trylock(&a->reload_lock) != 0)
+		return;
+	struct sqlite3 *db;
+	int64_t fp[3];
+	struct lt_jwt_key *fresh = NULL;
+	size_t n = 0;
+	if (lt_dbpool_acquire(&a->readers, READER_WAIT_MS, &db) != LT_OK)
+		goto out;
+	enum lt_err e = lt_ident_signing_key_fingerprint(db, fp);
+	if (!e && memcmp(fp, a->keys_fp, sizeof fp) != 0) {
+		char err[LT_AUTH_ERR_MAX];
+		fresh = calloc(LT_AUTH_MAX_KEYS, sizeof *fresh);
+		e = fresh ? load_ring(a, db, fresh, &n, err) : LT_ENOMEM;
+		if (e || n == 0) {
+			lt_log_error(a->log, "signing keys changed but could not be loaded: %s",
+				     e ? err : "no key");
+			lt_dbpool_release(&a->readers, db);
+			goto out;
+		}
+	}
+	lt_dbpool_release(&a->readers, db);
+	if (e)
+		goto out;
+	if (fresh) {
+		struct lt_jwt_key old[LT_AUTH_MAX_KEYS];
+		size_t nold;
+		pthread_rwlock_wrlock(&a->keys_lock);
+		memcpy(old, a->keys, sizeof old);
+		nold = a->nkeys;
+		memcpy(a->keys, fresh, sizeof a->keys);
+		a->nkeys = n;
+		pthread_rwlock_unlock(&a->keys_lock);
+		for (size_t i = 0; i < nold; i++)
+			lt_jwt_key_release(&old[i]);
+		memcpy(a->keys_fp, fp, sizeof fp);
+		lt_log_info(a->log, "signing keys reloaded: %zu key(s), signing with %s", n,
+			    a->keys[0].kid);
+	}
+	atomic_store(&a->keys_gen, gen);
+out:
+	free(fresh);
+	pthread_mutex_unlock(&a->reload_lock);
 }
 
 struct new_key {
@@ -267,6 +334,9 @@ enum lt_err lt_auth_open(struct lt_auth *a, const struct lt_config *cfg, const c
 	snprintf(a->issuer, sizeof a->issuer, "%.128s", cfg->auth_issuer);
 	snprintf(a->audience, sizeof a->audience, "%.128s", cfg->auth_audience);
 	a->ttl_s = cfg->auth_token_ttl_s;
+	snprintf(a->data_dir, sizeof a->data_dir, "%s", data_dir);
+	pthread_rwlock_init(&a->keys_lock, NULL);
+	pthread_mutex_init(&a->reload_lock, NULL);
 
 	snprintf(path, sizeof path, "%s/secrets/apikey-pepper", data_dir);
 	enum lt_err e =
@@ -298,17 +368,18 @@ enum lt_err lt_auth_open(struct lt_auth *a, const struct lt_config *cfg, const c
 
 	/* Keyring: the active key and keys retired within a token lifetime. */
 	struct sqlite3 *db;
+	atomic_store(&a->keys_gen, lt_auth_generation(a));
 	e = lt_dbpool_acquire(&a->readers, READER_WAIT_MS, &db);
 	if (!e) {
-		int64_t since = lt_clock_now_ns(clock) / LT_NS_PER_MS - (a->ttl_s + 60) * 1000;
-		struct load_ctx c = {a, data_dir, LT_OK, err};
-		e = lt_ident_signing_key_list(db, since, load_key, &c);
+		e = load_ring(a, db, a->keys, &a->nkeys, err);
 		lt_dbpool_release(&a->readers, db);
-		if (!e)
-			e = c.err;
 	}
 	if (!e && a->nkeys == 0)
 		e = make_first_key(a, data_dir, err);
+	if (!e && lt_dbpool_acquire(&a->readers, READER_WAIT_MS, &db) == LT_OK) {
+		lt_ident_signing_key_fingerprint(db, a->keys_fp);
+		lt_dbpool_release(&a->readers, db);
+	}
 	if (!e)
 		e = bootstrap_admin(a, data_dir, err);
 	if (e) {
@@ -335,6 +406,8 @@ void lt_auth_close(struct lt_auth *a)
 	lt_pwhash_gate_release(&a->gate);
 	lt_dbpool_close(&a->readers);
 	sodium_memzero(a->pepper, sizeof a->pepper);
+	pthread_rwlock_destroy(&a->keys_lock);
+	pthread_mutex_destroy(&a->reload_lock);
 	a->opened = false;
 }
 
@@ -488,8 +561,11 @@ static enum lt_err auth_jwt(struct lt_auth *a, const char *tok, size_t n, uint64
 		*why = LT_AUTH_FAIL_NONE;
 		return LT_OK;
 	}
+	refresh_ring(a, gen);
+	pthread_rwlock_rdlock(&a->keys_lock);
 	enum lt_err e = lt_jwt_verify(tok, n, lookup_kid, a, now_s, LT_JWT_DEFAULT_SKEW, a->issuer,
 				      a->audience, &c, &jf);
+	pthread_rwlock_unlock(&a->keys_lock);
 	if (e) {
 		*why = LT_AUTH_FAIL_BAD_TOKEN;
 		lt_log_debug(a->log, "token refused: %s", lt_jwt_fail_str(jf));
@@ -556,16 +632,23 @@ enum lt_err lt_auth_issue(struct lt_auth *a, const struct lt_user *u, struct lt_
 	c.exp = now + a->ttl_s;
 	*iat_s = c.iat;
 	*exp_s = c.exp;
-	return lt_jwt_sign(&a->keys[0], &c, token);
+	refresh_ring(a, lt_auth_generation(a));
+	pthread_rwlock_rdlock(&a->keys_lock);
+	enum lt_err e = lt_jwt_sign(&a->keys[0], &c, token);
+	pthread_rwlock_unlock(&a->keys_lock);
+	return e;
 }
 
 enum lt_err lt_auth_jwks(struct lt_auth *a, struct lt_buf *out)
 {
+	refresh_ring(a, lt_auth_generation(a));
+	pthread_rwlock_rdlock(&a->keys_lock);
 	lt_buf_puts(out, "{\"keys\":[");
 	for (size_t i = 0; i < a->nkeys; i++) {
 		if (i)
 			lt_buf_putc(out, ',');
 		lt_jwt_key_jwk(&a->keys[i], out);
 	}
+	pthread_rwlock_unlock(&a->keys_lock);
 	return lt_buf_puts(out, "]}");
 }

@@ -11,14 +11,23 @@
  * the lookup: every identity change bumps it, so revocation, disabling and
  * role changes take effect on the next request, in any process.
  *
+ * Keyring: loaded at open and again when the identity generation moves and
+ * the signing_keys table changed (`leakyctl keys rotate` in any process):
+ * new tokens are then signed with the new key, and the old public keys stay
+ * in the JWKS and keep verifying for one token lifetime.  keys_lock (rwlock)
+ * guards keys/nkeys: readers while signing, verifying or rendering JWKS; the
+ * writer only to swap in a freshly loaded ring.
+ *
  * Thread safety: lt_auth_authenticate and the other calls after open are
- * safe from any thread; the keyring is immutable after open.
+ * safe from any thread.
  * Ownership: struct lt_auth is embedded in struct lt_server; open fills it,
  * close releases everything it holds.  kv, writer, clock, log are borrowed.
  */
 #ifndef LT_AUTH_AUTH_H
 #define LT_AUTH_AUTH_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -68,8 +77,13 @@ struct lt_auth {
 	char issuer[129], audience[129];
 	int64_t ttl_s;
 	unsigned char pepper[32];
-	struct lt_jwt_key keys[LT_AUTH_MAX_KEYS];
+	struct lt_jwt_key keys[LT_AUTH_MAX_KEYS]; /* guarded by keys_lock */
 	size_t nkeys;
+	pthread_rwlock_t keys_lock;
+	pthread_mutex_t reload_lock; /* one reload at a time */
+	_Atomic uint64_t keys_gen;   /* generation the ring was last checked at */
+	int64_t keys_fp[3];	     /* signing_keys fingerprint; reload_lock */
+	char data_dir[512];
 	struct lt_token_cache tokens;  /* JWTs */
 	struct lt_token_cache apikeys; /* API keys (sub = user, jti = key id) */
 	struct lt_pwhash_gate gate;

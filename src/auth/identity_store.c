@@ -3,6 +3,7 @@
  * audit trail.  See identity_store.h.  Statements are prepared per call:
  * these run on cache misses and admin writes, never per request.
  */
+#include <ctype.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -521,6 +522,126 @@ enum lt_err lt_ident_member_list(sqlite3 *db, const char *org_id, const char *us
 	return e;
 }
 
+static void read_member(sqlite3_stmt *st, struct lt_membership *m)
+{
+	char role[16];
+	copy_col(st, 0, m->org_id, sizeof m->org_id);
+	copy_col(st, 1, m->user_id, sizeof m->user_id);
+	copy_col(st, 2, role, sizeof role);
+	m->role = lt_role_parse(role);
+	m->created_ms = col_i64(st, 3);
+}
+
+enum lt_err lt_ident_member_get(sqlite3 *db, const char *org_id, const char *user_id,
+				struct lt_membership *out)
+{
+	sqlite3_stmt *st;
+	const char *a[] = {org_id, user_id};
+	enum lt_err e = prep(db,
+			     "SELECT org_id, user_id, role, created_at FROM org_members "
+			     "WHERE org_id = ?1 AND user_id = ?2",
+			     &st, 2, a);
+	if (e)
+		return e;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		read_member(st, out);
+	else
+		e = rc == SQLITE_DONE ? LT_ENOTFOUND : rc_err(rc);
+	sqlite3_finalize(st);
+	return e;
+}
+
+enum lt_err lt_ident_member_list_named(sqlite3 *db, const char *org_id,
+				       bool (*fn)(void *arg, const struct lt_membership *m,
+						  const char *username),
+				       void *arg)
+{
+	sqlite3_stmt *st;
+	const char *a[] = {org_id};
+	enum lt_err e = prep(db,
+			     "SELECT m.org_id, m.user_id, m.role, m.created_at, u.username "
+			     "FROM org_members m JOIN users u ON u.id = m.user_id "
+			     "WHERE m.org_id = ?1 ORDER BY m.created_at, m.user_id",
+			     &st, 1, a);
+	if (e)
+		return e;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct lt_membership m;
+		char name[LT_USERNAME_MAX + 1];
+		read_member(st, &m);
+		copy_col(st, 4, name, sizeof name);
+		if (!fn(arg, &m, name))
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		e = rc_err(rc);
+	sqlite3_finalize(st);
+	return e;
+}
+
+enum lt_err lt_ident_tier_list(sqlite3 *db, bool (*fn)(void *arg, const char *tier), void *arg)
+{
+	sqlite3_stmt *st;
+	enum lt_err e = prep(db,
+			     "SELECT DISTINCT tier FROM users WHERE tier IS NOT NULL "
+			     "ORDER BY tier",
+			     &st, 0, NULL);
+	if (e)
+		return e;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char t[LT_TIER_MAX + 1];
+		copy_col(st, 0, t, sizeof t);
+		if (!fn(arg, t))
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		e = rc_err(rc);
+	sqlite3_finalize(st);
+	return e;
+}
+
+/* ---- validation ---- */
+
+bool lt_ident_valid_username(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 3 || n > LT_USERNAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+			return false;
+	return true;
+}
+
+bool lt_ident_valid_email(const char *s)
+{
+	size_t n = strlen(s);
+	const char *at = strchr(s, '@');
+	if (n < 3 || n > LT_EMAIL_MAX || !at || at == s || strchr(at + 1, '@'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7F)
+			return false;
+	const char *dot = strrchr(at + 1, '.');
+	return dot && dot > at + 1 && dot[1] != '\0';
+}
+
+bool lt_ident_valid_tier(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 1 || n > LT_TIER_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] >= 'A' && s[i] <= 'Z') && !(s[i] >= '0' && s[i] <= '9') && s[i] != '_')
+			return false;
+	return true;
+}
+
+/* ---- audit ---- */
+
 enum lt_err lt_ident_audit(sqlite3 *db, int64_t at_ms, const char *actor, const char *action,
 			   const char *target, const char *detail_json)
 {
@@ -534,6 +655,37 @@ enum lt_err lt_ident_audit(sqlite3 *db, int64_t at_ms, const char *actor, const 
 		return e;
 	sqlite3_bind_int64(st, 5, at_ms);
 	return exec_changes(db, st, NULL);
+}
+
+enum lt_err lt_ident_audit_list(sqlite3 *db, int64_t since_ms, int64_t limit,
+				bool (*fn)(void *arg, const struct lt_audit_row *r), void *arg)
+{
+	sqlite3_stmt *st;
+	enum lt_err e = prep(db,
+			     "SELECT id, at, coalesce(actor, ''), action, coalesce(target, ''), "
+			     "coalesce(detail, '') FROM audit WHERE at >= ?1 "
+			     "ORDER BY at DESC, id DESC LIMIT ?2",
+			     &st, 0, NULL);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, since_ms);
+	sqlite3_bind_int64(st, 2, limit);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct lt_audit_row r;
+		r.id = sqlite3_column_int64(st, 0);
+		r.at_ms = col_i64(st, 1);
+		copy_col(st, 2, r.actor, sizeof r.actor);
+		copy_col(st, 3, r.action, sizeof r.action);
+		copy_col(st, 4, r.target, sizeof r.target);
+		copy_col(st, 5, r.detail, sizeof r.detail);
+		if (!fn(arg, &r))
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		e = rc_err(rc);
+	sqlite3_finalize(st);
+	return e;
 }
 
 /* ---- signing keys ---- */
@@ -562,6 +714,25 @@ enum lt_err lt_ident_signing_key_retire(sqlite3 *db, int64_t now_ms)
 		return e;
 	sqlite3_bind_int64(st, 1, now_ms);
 	return exec_changes(db, st, NULL);
+}
+
+enum lt_err lt_ident_signing_key_fingerprint(sqlite3 *db, int64_t out[3])
+{
+	sqlite3_stmt *st;
+	enum lt_err e = prep(db,
+			     "SELECT count(*), coalesce(max(created_at), 0), "
+			     "coalesce(max(retired_at), 0) FROM signing_keys",
+			     &st, 0, NULL);
+	if (e)
+		return e;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		for (int i = 0; i < 3; i++)
+			out[i] = sqlite3_column_int64(st, i);
+	} else {
+		e = LT_EIO;
+	}
+	sqlite3_finalize(st);
+	return e;
 }
 
 enum lt_err lt_ident_signing_key_list(sqlite3 *db, int64_t retired_since_ms,

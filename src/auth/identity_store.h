@@ -121,6 +121,26 @@ enum lt_err lt_ident_member_remove(struct sqlite3 *db, const char *org_id, const
 enum lt_err lt_ident_member_list(struct sqlite3 *db, const char *org_id, const char *user_id,
 				 bool (*fn)(void *arg, const struct lt_membership *m), void *arg);
 
+/* One membership, or LT_ENOTFOUND if user_id is not a member of org_id. */
+enum lt_err lt_ident_member_get(struct sqlite3 *db, const char *org_id, const char *user_id,
+				struct lt_membership *out);
+/* Members of an org with their usernames, ordered by join time then user id. */
+enum lt_err lt_ident_member_list_named(struct sqlite3 *db, const char *org_id,
+				       bool (*fn)(void *arg, const struct lt_membership *m,
+						  const char *username),
+				       void *arg);
+
+/* Explicit tiers in use (users.tier not NULL), distinct, in name order. */
+enum lt_err lt_ident_tier_list(struct sqlite3 *db, bool (*fn)(void *arg, const char *tier),
+			       void *arg);
+
+/* Checks shared by registration and the admin API (API.md §1): username
+ * 3-50 of [A-Za-z0-9._-]; email at most 100 bytes, one '@', a dot in the
+ * domain, no spaces or controls; tier 1-32 of [A-Z0-9_]. */
+bool lt_ident_valid_username(const char *s);
+bool lt_ident_valid_email(const char *s);
+bool lt_ident_valid_tier(const char *s);
+
 /* Signing keys: the public JWK and the private key's file (relative to the
  * data dir).  List calls fn for the active key first, then retired keys
  * retired after `retired_since_ms`, newest first. */
@@ -133,6 +153,10 @@ enum lt_err lt_ident_signing_key_insert(struct sqlite3 *db, const char *kid, con
 					const char *file, int64_t now_ms);
 /* Retire the active key (if any) at now_ms. */
 enum lt_err lt_ident_signing_key_retire(struct sqlite3 *db, int64_t now_ms);
+/* A cheap fingerprint of the signing_keys table (row count, latest
+ * created_at, latest retired_at): it changes whenever a key is added or
+ * retired. */
+enum lt_err lt_ident_signing_key_fingerprint(struct sqlite3 *db, int64_t out[3]);
 enum lt_err lt_ident_signing_key_list(struct sqlite3 *db, int64_t retired_since_ms,
 				      bool (*fn)(void *arg, const struct lt_signing_key_row *k),
 				      void *arg);
@@ -140,5 +164,23 @@ enum lt_err lt_ident_signing_key_list(struct sqlite3 *db, int64_t retired_since_
 /* Audit: detail_json is NULL or a JSON object (never secrets). */
 enum lt_err lt_ident_audit(struct sqlite3 *db, int64_t at_ms, const char *actor, const char *action,
 			   const char *target, const char *detail_json);
+
+#define LT_AUDIT_FIELD_MAX 64
+#define LT_AUDIT_DETAIL_MAX 1024
+
+/* One audit row; detail is "" when NULL (a longer one is cut: callers that
+ * parse it treat an unparsable detail as absent). */
+struct lt_audit_row {
+	int64_t id, at_ms;
+	char actor[LT_AUDIT_FIELD_MAX + 1];
+	char action[LT_AUDIT_FIELD_MAX + 1];
+	char target[LT_AUDIT_FIELD_MAX + 1];
+	char detail[LT_AUDIT_DETAIL_MAX + 1];
+};
+
+/* Audit rows with at >= since_ms, newest first (by time, then id), at most
+ * limit; fn returning false stops. */
+enum lt_err lt_ident_audit_list(struct sqlite3 *db, int64_t since_ms, int64_t limit,
+				bool (*fn)(void *arg, const struct lt_audit_row *r), void *arg);
 
 #endif

@@ -10,6 +10,7 @@
 #define LT_CLI_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "conf/config.h"
 
@@ -35,5 +36,74 @@ int lt_cmd_version(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_config_check(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_config_dump(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_help(struct lt_cli *cli, int argc, char **argv);
+
+/* ---- identity: users, orgs, API keys, signing keys, audit ----
+ *
+ * cmd_user.c, cmd_org.c, cmd_key.c, cmd_audit.c.  Every change runs in one
+ * BEGIN IMMEDIATE transaction (waiting up to busy_timeout_ms for leakyd's
+ * writer) together with its audit row (actor "leakyctl"); after the commit
+ * the LMDB counter LT_IDENTITY_GEN is bumped so leakyd drops its credential
+ * caches on its next request. */
+int lt_cmd_user_add(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_user_list(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_user_show(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_user_disable(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_user_enable(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_user_roles(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_user_tier(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_user_passwd(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_org_add(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_org_list(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_org_member_add(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_org_member_remove(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_org_members(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_key_create(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_key_list(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_key_revoke(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_keys_rotate(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_keys_list(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_audit(struct lt_cli *cli, int argc, char **argv);
+
+/* Helpers shared by the identity commands (cmd_user.c).  Each int-returning
+ * helper returns 0 or a sysexits.h code after printing
+ * "leakyctl CMD: message" on stderr. */
+struct sqlite3;
+struct lt_user;
+
+/* One option of a command: "--name" alone sets *set; with value != NULL it
+ * takes an argument ("--name V" or "--name=V"). */
+struct lt_cli_opt {
+	const char *name;
+	bool *set;
+	const char **value;
+};
+
+/* Split argv into options (opts, NULL-name terminated; may be NULL) and
+ * between min and max positionals (into pos[0..max)).  A lone "-" and
+ * everything after "--" are positionals.  EX_USAGE on anything else. */
+int lt_cli_args(const char *cmd, int argc, char **argv, const struct lt_cli_opt *opts, int min,
+		int max, char **pos, int *npos);
+
+/* Open leaky.db of the data directory (migrated).  create: make the data
+ * directory and the database when missing (commands that write); else
+ * EX_NOINPUT when there is none.  Close with lt_db_close. */
+int lt_cli_db_open(struct lt_cli *cli, const char *cmd, bool create, struct sqlite3 **db);
+/* BEGIN IMMEDIATE (waits busy_timeout_ms for the write lock). */
+int lt_cli_begin(struct sqlite3 *db, const char *cmd);
+/* COMMIT; on failure the transaction is rolled back. */
+int lt_cli_commit(struct sqlite3 *db, const char *cmd);
+void lt_cli_rollback(struct sqlite3 *db);
+/* Bump LT_IDENTITY_GEN in the bucket store; call after the commit. */
+int lt_cli_changed(struct lt_cli *cli, const char *cmd);
+/* Print "leakyctl CMD: WHAT: <error>" and map e to a sysexits code. */
+int lt_cli_fail(const char *cmd, enum lt_err e, const char *what);
+/* The user named `username` (case-insensitive): EX_NOUSER if none. */
+int lt_cli_user(struct sqlite3 *db, const char *cmd, const char *username, struct lt_user *out);
+/* Wall-clock Unix milliseconds. */
+int64_t lt_cli_now_ms(void);
+/* ISO-8601 of Unix ms, or `zero` when ms is 0. */
+void lt_cli_iso(int64_t ms, const char *zero, char out[32]);
+/* "ADMIN,USER" (in that order) for role bits. */
+void lt_cli_roles(unsigned roles, char out[32]);
 
 #endif

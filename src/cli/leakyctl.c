@@ -20,6 +20,33 @@ static const struct lt_cli_cmd commands[] = {
 	 lt_cmd_config_check},
 	{"config dump", "", "print the effective configuration as a commented INI file",
 	 lt_cmd_config_dump},
+	{"user add", "USERNAME EMAIL [--admin] [--password-stdin] [--json]",
+	 "create a user (roles USER, +ADMIN); prints a generated password once", lt_cmd_user_add},
+	{"user list", "", "list the users", lt_cmd_user_list},
+	{"user show", "USERNAME [--json]", "show a user, its orgs and key count", lt_cmd_user_show},
+	{"user disable", "USERNAME", "disable a user: login, tokens and keys refused at once",
+	 lt_cmd_user_disable},
+	{"user enable", "USERNAME", "enable a disabled user", lt_cmd_user_enable},
+	{"user roles", "USERNAME ROLE[,ROLE...]", "set a user's roles (ADMIN, ORG_ADMIN, USER)",
+	 lt_cmd_user_roles},
+	{"user tier", "USERNAME TIER|-", "set a user's tier, or - to derive it from roles",
+	 lt_cmd_user_tier},
+	{"user passwd", "USERNAME [--password-stdin]", "set a user's password", lt_cmd_user_passwd},
+	{"org add", "NAME", "create an org", lt_cmd_org_add},
+	{"org list", "", "list the orgs", lt_cmd_org_list},
+	{"org member add", "ORG USERNAME ROLE",
+	 "add a member (ROLE: ORG_ADMIN or USER) or change its role", lt_cmd_org_member_add},
+	{"org member remove", "ORG USERNAME", "remove a member", lt_cmd_org_member_remove},
+	{"org members", "ORG", "list an org's members", lt_cmd_org_members},
+	{"key create", "USERNAME [--name NAME] [--expires ISO] [--json]",
+	 "create an API key; prints it once", lt_cmd_key_create},
+	{"key list", "USERNAME", "list a user's live API keys (never the key)", lt_cmd_key_list},
+	{"key revoke", "USERNAME KEY_ID", "revoke an API key at once", lt_cmd_key_revoke},
+	{"keys rotate", "", "add a new JWT signing key; the old one keeps verifying",
+	 lt_cmd_keys_rotate},
+	{"keys list", "", "list the JWT signing keys", lt_cmd_keys_list},
+	{"audit", "[--since ISO] [--limit N]", "print the identity audit trail, newest first",
+	 lt_cmd_audit},
 	{"help", "", "list the commands", lt_cmd_help},
 	{NULL, NULL, NULL, NULL},
 };
@@ -32,9 +59,19 @@ const struct lt_cli_cmd *lt_cli_commands(void)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: leakyctl [-d DATA_DIR] [-c CONFIG] COMMAND [ARGS]\n\ncommands:\n");
-	/* keep in step with man/leakyctl.1 (a test checks every name) */
+	/* keep in step with man/leakyctl.1 (a test checks every name): the name,
+	 * padded so at least two spaces follow the longest, then the synopsis
+	 * (padded to the usual width; a longer one pushes the help along) and
+	 * the help, with two spaces or more between columns */
+	int name_w = 0, args_w = 0;
+	for (const struct lt_cli_cmd *c = commands; c->name; c++) {
+		if ((int)strlen(c->name) > name_w)
+			name_w = (int)strlen(c->name);
+		if ((int)strlen(c->args) > args_w && strlen(c->args) <= 24)
+			args_w = (int)strlen(c->args);
+	}
 	for (const struct lt_cli_cmd *c = commands; c->name; c++)
-		fprintf(out, "  %-14s %-8s %s\n", c->name, c->args, c->help);
+		fprintf(out, "  %-*s  %-*s  %s\n", name_w, c->name, args_w, c->args, c->help);
 	fprintf(out, "\nSee leakyctl(1).\n");
 }
 

@@ -33,8 +33,11 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LEAKYD = os.environ.get("LEAKYD_BIN") or os.path.join(ROOT, "build/rel/leakyd")
-LEAKYCTL = os.environ.get("LEAKYCTL_BIN") or os.path.join(ROOT, "build/rel/leakyctl")
+# Absolute: leakyd runs with its temp dir as cwd, so a relative $LEAKYD_BIN
+# (as in "LEAKYD_BIN=build/rel/leakyd pytest ...") would not be found.
+LEAKYD = os.path.abspath(os.environ.get("LEAKYD_BIN") or os.path.join(ROOT, "build/rel/leakyd"))
+LEAKYCTL = os.path.abspath(os.environ.get("LEAKYCTL_BIN") or
+                           os.path.join(ROOT, "build/rel/leakyctl"))
 
 # Sanitizer builds start and stop more slowly; deadlines are generous, and
 # only ever reached when something is wrong.

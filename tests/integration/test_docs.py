@@ -45,8 +45,8 @@ def ctl_commands():
     cmds = []
     for line in body.splitlines():
         if line.startswith("  ") and line.strip():
-            # "  %-14s %-8s %s": the name is the first 14 columns.
-            cmds.append(line[2:16].strip())
+            # "  NAME  ARGS  HELP": the name ends at the first run of two spaces.
+            cmds.append(re.split(r"\s{2,}", line.strip())[0])
     assert {"init", "check", "version", "config check", "config dump", "help"} <= set(cmds), cmds
     return cmds
 

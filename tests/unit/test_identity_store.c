@@ -212,12 +212,156 @@ static void test_audit(void **state)
 	sqlite3_finalize(st);
 }
 
+static bool collect_named(void *arg, const struct lt_membership *m, const char *username)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s:%s:%s;", username, lt_role_name(m->role), m->user_id + 34);
+	return true;
+}
+
+static void test_members_named(void **state)
+{
+	struct fx *f = *state;
+	struct lt_org o = {.created_ms = 5};
+	struct lt_user u;
+	struct lt_membership m, got;
+	enum lt_conflict c;
+	char seen[256] = "";
+#define O3 "00000000-0000-4000-8000-0000000000a3"
+#define U5 "00000000-0000-4000-8000-000000000005"
+#define U6 "00000000-0000-4000-8000-000000000006"
+	snprintf(o.id, sizeof o.id, "%s", O3);
+	snprintf(o.name, sizeof o.name, "Named");
+	assert_int_equal(lt_ident_org_insert(f->db, &o, &c), LT_OK);
+	mkuser(&u, U5, "erin", "erin@example.com", LT_ROLE_USER);
+	assert_int_equal(lt_ident_user_insert(f->db, &u, "h", &c), LT_OK);
+	mkuser(&u, U6, "frank", "frank@example.com", LT_ROLE_USER);
+	assert_int_equal(lt_ident_user_insert(f->db, &u, "h", &c), LT_OK);
+	assert_int_equal(lt_ident_member_get(f->db, O3, U5, &got), LT_ENOTFOUND);
+	m = (struct lt_membership){.role = LT_ROLE_ORG_ADMIN, .created_ms = 20};
+	snprintf(m.org_id, sizeof m.org_id, "%s", O3);
+	snprintf(m.user_id, sizeof m.user_id, "%s", U6);
+	assert_int_equal(lt_ident_member_put(f->db, &m), LT_OK);
+	m.role = LT_ROLE_USER;
+	m.created_ms = 10;
+	snprintf(m.user_id, sizeof m.user_id, "%s", U5);
+	assert_int_equal(lt_ident_member_put(f->db, &m), LT_OK);
+	m.created_ms = 99; /* a role change keeps the join time */
+	assert_int_equal(lt_ident_member_put(f->db, &m), LT_OK);
+	assert_int_equal(lt_ident_member_get(f->db, O3, U5, &got), LT_OK);
+	assert_string_equal(got.org_id, O3);
+	assert_int_equal(got.role, LT_ROLE_USER);
+	assert_int_equal(got.created_ms, 10);
+	assert_int_equal(lt_ident_member_list_named(f->db, O3, collect_named, seen), LT_OK);
+	assert_string_equal(seen, "erin:USER:05;frank:ORG_ADMIN:06;");
+	seen[0] = '\0';
+	assert_int_equal(lt_ident_member_list_named(f->db, O1, collect_named, seen), LT_OK);
+	assert_string_equal(seen, "");
+}
+
+static bool collect_tier(void *arg, const char *tier)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 128 - n, "%s;", tier);
+	return true;
+}
+
+static void test_tiers(void **state)
+{
+	struct fx *f = *state;
+	char seen[128] = "";
+	assert_int_equal(lt_ident_user_set_tier(f->db, U1, "ZED", 1), LT_OK);
+	assert_int_equal(lt_ident_user_set_tier(f->db, U2, "GOLD", 1), LT_OK);
+	assert_int_equal(lt_ident_tier_list(f->db, collect_tier, seen), LT_OK);
+	assert_string_equal(seen, "GOLD;ZED;");
+	assert_int_equal(lt_ident_user_set_tier(f->db, U1, "GOLD", 1), LT_OK);
+	seen[0] = '\0';
+	assert_int_equal(lt_ident_tier_list(f->db, collect_tier, seen), LT_OK);
+	assert_string_equal(seen, "GOLD;");
+	assert_int_equal(lt_ident_user_set_tier(f->db, U1, NULL, 1), LT_OK);
+	assert_int_equal(lt_ident_user_set_tier(f->db, U2, NULL, 1), LT_OK);
+	seen[0] = '\0';
+	assert_int_equal(lt_ident_tier_list(f->db, collect_tier, seen), LT_OK);
+	assert_string_equal(seen, "");
+}
+
+static void test_validators(void **state)
+{
+	(void)state;
+	assert_true(lt_ident_valid_username("a.b_c-1"));
+	assert_false(lt_ident_valid_username("ab"));
+	assert_false(lt_ident_valid_username("a b c"));
+	assert_true(lt_ident_valid_email("x@y.io"));
+	assert_false(lt_ident_valid_email("x@y"));
+	assert_false(lt_ident_valid_email("x@@y.io"));
+	assert_false(lt_ident_valid_email("x y@y.io"));
+	assert_true(lt_ident_valid_tier("GOLD_2"));
+	assert_true(lt_ident_valid_tier("A"));
+	assert_false(lt_ident_valid_tier(""));
+	assert_false(lt_ident_valid_tier("gold"));
+	assert_false(lt_ident_valid_tier("GOLD-2"));
+	assert_true(lt_ident_valid_tier("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"));
+	assert_false(lt_ident_valid_tier("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456"));
+}
+
+struct audit_seen {
+	int n;
+	int64_t ids[8];
+	struct lt_audit_row last;
+};
+
+static bool collect_audit(void *arg, const struct lt_audit_row *r)
+{
+	struct audit_seen *s = arg;
+	if (s->n < 8)
+		s->ids[s->n] = r->at_ms;
+	s->n++;
+	s->last = *r;
+	return true;
+}
+
+static void test_audit_list(void **state)
+{
+	struct fx *f = *state;
+	struct audit_seen s = {0};
+	/* test_audit wrote one row at 123. */
+	assert_int_equal(lt_ident_audit(f->db, 500, U1, "user.roles", U2, "{\"roles\":[]}"), LT_OK);
+	assert_int_equal(lt_ident_audit(f->db, 400, "system", "org.created", NULL, NULL), LT_OK);
+	assert_int_equal(lt_ident_audit(f->db, 500, U1, "user.tier", U2, NULL), LT_OK);
+	assert_int_equal(lt_ident_audit_list(f->db, 0, 10, collect_audit, &s), LT_OK);
+	assert_int_equal(s.n, 4);
+	assert_int_equal(s.ids[0], 500);
+	assert_int_equal(s.ids[1], 500);
+	assert_int_equal(s.ids[2], 400);
+	assert_int_equal(s.ids[3], 123);
+	assert_string_equal(s.last.action, "user.created");
+	assert_string_equal(s.last.actor, "leakyctl");
+	assert_string_equal(s.last.detail, "{\"username\":\"Alice\"}");
+	memset(&s, 0, sizeof s);
+	assert_int_equal(lt_ident_audit_list(f->db, 0, 1, collect_audit, &s), LT_OK);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.last.action, "user.tier"); /* same time: higher id first */
+	memset(&s, 0, sizeof s);
+	assert_int_equal(lt_ident_audit_list(f->db, 400, 10, collect_audit, &s), LT_OK);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.last.action, "org.created");
+	assert_string_equal(s.last.target, "");
+	assert_string_equal(s.last.detail, "");
+	memset(&s, 0, sizeof s);
+	assert_int_equal(lt_ident_audit_list(f->db, 501, 10, collect_audit, &s), LT_OK);
+	assert_int_equal(s.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roles), cmocka_unit_test(test_users),
-		cmocka_unit_test(test_keys),  cmocka_unit_test(test_orgs),
-		cmocka_unit_test(test_audit),
+		cmocka_unit_test(test_roles),	   cmocka_unit_test(test_users),
+		cmocka_unit_test(test_keys),	   cmocka_unit_test(test_orgs),
+		cmocka_unit_test(test_audit),	   cmocka_unit_test(test_members_named),
+		cmocka_unit_test(test_tiers),	   cmocka_unit_test(test_validators),
+		cmocka_unit_test(test_audit_list),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
