@@ -335,8 +335,8 @@ static void op_verify(size_t i)
 		die("lt_password_verify", LT_EDENIED);
 }
 
-static void cache_delta(const struct lt_token_cache_stats *s0, const struct lt_token_cache_stats *s1,
-			char *out, size_t cap)
+static void cache_delta(const struct lt_token_cache_stats *s0,
+			const struct lt_token_cache_stats *s1, char *out, size_t cap)
 {
 	uint64_t h = s1->hits - s0->hits, m = s1->misses - s0->misses;
 	snprintf(out, cap, "cache: %llu hits, %llu misses (%.1f%% hits)", (unsigned long long)h,
