@@ -48,7 +48,7 @@
 #define MSG_EMAIL "email must be a valid address of at most 100 characters"
 #define MSG_PASSWORD "password must be 8-256 characters (at most 256 bytes)"
 #define MSG_ROLES "roles must be a list of ADMIN, ORG_ADMIN, USER"
-#define MSG_TIER "tier must be 1-32 characters of A-Z, 0-9 or _, or null"
+#define MSG_TIER "tier must be one of the configured tiers"
 #define MSG_ORG_FORBIDDEN "not allowed for this org"
 
 /* ---- small helpers ---- */
@@ -321,7 +321,8 @@ void lt_api_admin_user_create(struct lt_req *req)
 	const cJSON *jt = cJSON_GetObjectItemCaseSensitive(req->json, "tier");
 	const char *tier = NULL;
 	if (jt && !cJSON_IsNull(jt)) {
-		if (cJSON_IsString(jt) && lt_ident_valid_tier(jt->valuestring))
+		if (cJSON_IsString(jt) &&
+		    lt_tiers_find(&req->srv->auth.tiers, jt->valuestring) >= 0)
 			tier = jt->valuestring;
 		else
 			field_error(&fe, "tier", MSG_TIER);
@@ -553,8 +554,10 @@ void lt_api_admin_user_tier(struct lt_req *req)
 		lt_reply_error(req, 400, "tier is required (a string or null)");
 		return;
 	}
-	if (!cJSON_IsNull(t) && !(cJSON_IsString(t) && lt_ident_valid_tier(t->valuestring))) {
-		lt_reply_error(req, 400, MSG_TIER);
+	/* Only a configured tier may be set (a number or list is not one). */
+	if (!cJSON_IsNull(t) &&
+	    !(cJSON_IsString(t) && lt_tiers_find(&req->srv->auth.tiers, t->valuestring) >= 0)) {
+		lt_reply_error(req, 400, "unknown tier");
 		return;
 	}
 	struct user_change c = {.kind = CHANGE_TIER, .id = id};
@@ -832,45 +835,24 @@ void lt_api_admin_member_remove(struct lt_req *req)
 
 /* ---- tiers ---- */
 
-/* The built-in tiers: a user without an explicit tier gets its highest
- * role's (lt_auth_tier).  Configured tiers with priorities are not built
- * yet; an explicit tier set on a user is listed with priority null. */
-static const struct {
-	const char *name;
-	int priority;
-} builtin_tiers[] = {{"USER", 0}, {"ORG_ADMIN", 1}, {"ADMIN", 2}};
-
-static bool add_tier(void *arg, const char *tier)
-{
-	for (size_t i = 0; i < sizeof builtin_tiers / sizeof builtin_tiers[0]; i++)
-		if (strcmp(tier, builtin_tiers[i].name) == 0)
-			return true;
-	cJSON *o = cJSON_CreateObject();
-	if (!o)
-		return false;
-	cJSON_AddStringToObject(o, "name", tier);
-	cJSON_AddNullToObject(o, "priority");
-	return push(arg, o);
-}
-
+/* The configured tiers ([auth] tiers), highest priority first, then by
+ * name.  A tier set on a user is always one of them when it was set; one
+ * dropped from the configuration since is not listed. */
 void lt_api_admin_tier_list(struct lt_req *req)
 {
-	struct sqlite3 *db;
-	if (!reader(req, &db))
-		return;
+	struct lt_tiers t = req->srv->auth.tiers;
+	lt_tiers_sort(&t);
 	cJSON *arr = cJSON_CreateArray();
-	for (size_t i = 0; arr && i < sizeof builtin_tiers / sizeof builtin_tiers[0]; i++) {
+	for (size_t i = 0; arr && i < t.n; i++) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", builtin_tiers[i].name);
-		cJSON_AddNumberToObject(o, "priority", builtin_tiers[i].priority);
-		cJSON_AddItemToArray(arr, o);
-	}
-	enum lt_err e = arr ? lt_ident_tier_list(db, add_tier, arr) : LT_ENOMEM;
-	reader_done(req, db);
-	if (e) {
-		cJSON_Delete(arr);
-		lt_reply_error(req, 503, "storage error");
-		return;
+		if (o) {
+			cJSON_AddStringToObject(o, "name", t.t[i].name);
+			cJSON_AddNumberToObject(o, "priority", t.t[i].priority);
+		}
+		if (!push(arr, o)) {
+			cJSON_Delete(arr);
+			arr = NULL;
+		}
 	}
 	reply_obj(req, 200, arr);
 }

@@ -41,13 +41,9 @@ void lt_auth_changed(struct lt_auth *a)
 	}
 }
 
-void lt_auth_tier(const struct lt_user *u, char out[LT_TIER_MAX + 1])
+void lt_auth_tier(const struct lt_tiers *t, const struct lt_user *u, char out[LT_TIER_MAX + 1])
 {
-	const char *t = u->tier[0]			 ? u->tier
-			: (u->roles & LT_ROLE_ADMIN)	 ? "ADMIN"
-			: (u->roles & LT_ROLE_ORG_ADMIN) ? "ORG_ADMIN"
-							 : "USER";
-	snprintf(out, LT_TIER_MAX + 1, "%s", t);
+	lt_tiers_effective(t, u->roles, u->tier, out);
 }
 
 /* ---- keyring ---- */
@@ -334,13 +330,18 @@ enum lt_err lt_auth_open(struct lt_auth *a, const struct lt_config *cfg, const c
 	snprintf(a->issuer, sizeof a->issuer, "%.128s", cfg->auth_issuer);
 	snprintf(a->audience, sizeof a->audience, "%.128s", cfg->auth_audience);
 	a->ttl_s = cfg->auth_token_ttl_s;
+	char why[256];
+	enum lt_err e = lt_tiers_parse(cfg->auth_tiers, &a->tiers, why, sizeof why);
+	if (e) {
+		snprintf(err, LT_AUTH_ERR_MAX, "[auth] tiers: %s", why);
+		return e;
+	}
 	snprintf(a->data_dir, sizeof a->data_dir, "%s", data_dir);
 	pthread_rwlock_init(&a->keys_lock, NULL);
 	pthread_mutex_init(&a->reload_lock, NULL);
 
 	snprintf(path, sizeof path, "%s/secrets/apikey-pepper", data_dir);
-	enum lt_err e =
-		lt_secret_file_load_or_create(path, sizeof a->pepper, a->pepper, &created, serr);
+	e = lt_secret_file_load_or_create(path, sizeof a->pepper, a->pepper, &created, serr);
 	if (e) {
 		snprintf(err, LT_AUTH_ERR_MAX, "API key pepper: %s", serr);
 		return e;
@@ -438,8 +439,8 @@ static void principal_from(const struct lt_jwt_claims *c, struct lt_principal *p
 }
 
 /* Current roles and tier of user `id` into c; DISABLED if gone or off. */
-static enum lt_err refresh_user(struct sqlite3 *db, const char *id, struct lt_jwt_claims *c,
-				enum lt_auth_fail *why)
+static enum lt_err refresh_user(const struct lt_tiers *t, struct sqlite3 *db, const char *id,
+				struct lt_jwt_claims *c, enum lt_auth_fail *why)
 {
 	struct lt_user u;
 	enum lt_err e = lt_ident_user_by_id(db, id, &u);
@@ -450,7 +451,7 @@ static enum lt_err refresh_user(struct sqlite3 *db, const char *id, struct lt_jw
 	if (e)
 		return e;
 	claims_roles(c, u.roles);
-	lt_auth_tier(&u, c->tier);
+	lt_auth_tier(t, &u, c->tier);
 	return LT_OK;
 }
 
@@ -524,7 +525,7 @@ static enum lt_err auth_key(struct lt_auth *a, const char *key, size_t n, uint64
 		goto out;
 	}
 	memset(&c, 0, sizeof c);
-	e = refresh_user(db, row.user_id, &c, why);
+	e = refresh_user(&a->tiers, db, row.user_id, &c, why);
 	if (e)
 		goto out;
 	snprintf(c.sub, sizeof c.sub, "%s", row.user_id);
@@ -575,7 +576,7 @@ static enum lt_err auth_jwt(struct lt_auth *a, const char *tok, size_t n, uint64
 	e = lt_dbpool_acquire(&a->readers, READER_WAIT_MS, &db);
 	if (e)
 		return e;
-	e = refresh_user(db, c.sub, &c, why);
+	e = refresh_user(&a->tiers, db, c.sub, &c, why);
 	lt_dbpool_release(&a->readers, db);
 	if (e)
 		return e;
@@ -627,7 +628,7 @@ enum lt_err lt_auth_issue(struct lt_auth *a, const struct lt_user *u, struct lt_
 	snprintf(c.iss, sizeof c.iss, "%s", a->issuer);
 	snprintf(c.aud, sizeof c.aud, "%s", a->audience);
 	claims_roles(&c, u->roles);
-	lt_auth_tier(u, c.tier);
+	lt_auth_tier(&a->tiers, u, c.tier);
 	c.iat = c.nbf = now;
 	c.exp = now + a->ttl_s;
 	*iat_s = c.iat;

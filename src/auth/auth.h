@@ -3,8 +3,9 @@
  *
  * Owns the signing keyring (RS256; keys[0] signs, the rest still verify),
  * the API-key pepper, the verified-token and API-key caches, the
- * password-hash gate and the failed-login throttles, and a pool of read
- * connections for cache misses.
+ * password-hash gate and the failed-login throttles, a pool of read
+ * connections for cache misses, and the configured tiers ([auth] tiers,
+ * parsed at open, read-only after).
  *
  * Caches are keyed by SHA-256 of the credential and tagged with the identity
  * generation (an LMDB counter shared with leakyctl, store/kv.h) read before
@@ -34,6 +35,7 @@
 #include "auth/identity_store.h"
 #include "auth/jwt_key.h"
 #include "auth/password.h"
+#include "auth/tiers.h"
 #include "auth/throttle.h"
 #include "auth/token_cache.h"
 #include "store/dbpool.h"
@@ -76,6 +78,7 @@ struct lt_auth {
 	struct lt_dbpool readers;
 	char issuer[129], audience[129];
 	int64_t ttl_s;
+	struct lt_tiers tiers; /* [auth] tiers; read-only after open */
 	unsigned char pepper[32];
 	struct lt_jwt_key keys[LT_AUTH_MAX_KEYS]; /* guarded by keys_lock */
 	size_t nkeys;
@@ -112,8 +115,10 @@ enum lt_err lt_auth_authenticate(struct lt_auth *a, const char *authorization,
 uint64_t lt_auth_generation(struct lt_auth *a);
 void lt_auth_changed(struct lt_auth *a);
 
-/* The tier of a user: its explicit tier, else the highest role's name. */
-void lt_auth_tier(const struct lt_user *u, char out[LT_TIER_MAX + 1]);
+/* The tier of a user under the configured tiers: its explicit tier, else the
+ * highest-priority tier named after one of its roles, else USER
+ * (lt_tiers_effective). */
+void lt_auth_tier(const struct lt_tiers *t, const struct lt_user *u, char out[LT_TIER_MAX + 1]);
 
 /* Sign a token for u (roles and tier as now).  *exp_s is its expiry. */
 enum lt_err lt_auth_issue(struct lt_auth *a, const struct lt_user *u, struct lt_buf *token,

@@ -36,6 +36,18 @@
 
 #define ACTOR "leakyctl"
 
+/* The configured tiers ([auth] tiers of the configuration leakyctl read;
+ * lt_config_load has already checked them).  EX_CONFIG if they do not parse. */
+static int cli_tiers(struct lt_cli *cli, const char *cmd, struct lt_tiers *t)
+{
+	char why[256];
+	if (lt_tiers_parse(cli->cfg.auth_tiers, t, why, sizeof why) != LT_OK) {
+		fprintf(stderr, "leakyctl %s: [auth] tiers: %s\n", cmd, why);
+		return EX_CONFIG;
+	}
+	return 0;
+}
+
 /* ---- shared helpers ---- */
 
 int lt_cli_args(const char *cmd, int argc, char **argv, const struct lt_cli_opt *opts, int min,
@@ -389,11 +401,11 @@ out:
 
 /* ---- user list / show ---- */
 
-static void print_user(const struct lt_user *u)
+static void print_user(const struct lt_tiers *t, const struct lt_user *u)
 {
 	char roles[32], tier[LT_TIER_MAX + 1], created[32];
 	lt_cli_roles(u->roles, roles);
-	lt_auth_tier(u, tier);
+	lt_auth_tier(t, u, tier);
 	lt_cli_iso(u->created_ms, "-", created);
 	printf("%s %s %s roles=%s tier=%s %s created=%s\n", u->id, u->username, u->email,
 	       roles[0] ? roles : "-", tier, u->disabled ? "disabled" : "enabled", created);
@@ -401,8 +413,7 @@ static void print_user(const struct lt_user *u)
 
 static bool list_one(void *arg, const struct lt_user *u)
 {
-	(void)arg;
-	print_user(u);
+	print_user(arg, u);
 	return true;
 }
 
@@ -411,10 +422,11 @@ int lt_cmd_user_list(struct lt_cli *cli, int argc, char **argv)
 	const char *cmd = "user list";
 	char *pos[1];
 	int npos, rc = lt_cli_args(cmd, argc, argv, NULL, 0, 0, pos, &npos);
+	struct lt_tiers tiers;
 	struct sqlite3 *db;
-	if (rc || (rc = lt_cli_db_open(cli, cmd, false, &db)))
+	if (rc || (rc = cli_tiers(cli, cmd, &tiers)) || (rc = lt_cli_db_open(cli, cmd, false, &db)))
 		return rc;
-	enum lt_err e = lt_ident_user_list(db, 0, INT64_MAX, list_one, NULL);
+	enum lt_err e = lt_ident_user_list(db, 0, INT64_MAX, list_one, &tiers);
 	lt_db_close(db);
 	return e ? lt_cli_fail(cmd, e, "listing users") : 0;
 }
@@ -458,8 +470,9 @@ int lt_cmd_user_show(struct lt_cli *cli, int argc, char **argv)
 	const struct lt_cli_opt opts[] = {{"--json", &json, NULL}, {NULL, NULL, NULL}};
 	char *pos[1];
 	int npos, rc = lt_cli_args(cmd, argc, argv, opts, 1, 1, pos, &npos);
+	struct lt_tiers tiers;
 	struct sqlite3 *db;
-	if (rc || (rc = lt_cli_db_open(cli, cmd, false, &db)))
+	if (rc || (rc = cli_tiers(cli, cmd, &tiers)) || (rc = lt_cli_db_open(cli, cmd, false, &db)))
 		return rc;
 	struct lt_user u;
 	struct lt_buf orgs;
@@ -479,7 +492,7 @@ int lt_cmd_user_show(struct lt_cli *cli, int argc, char **argv)
 	}
 	char roles[32], tier[LT_TIER_MAX + 1], created[32], updated[32];
 	lt_cli_roles(u.roles, roles);
-	lt_auth_tier(&u, tier);
+	lt_auth_tier(&tiers, &u, tier);
 	lt_cli_iso(u.created_ms, "-", created);
 	lt_cli_iso(u.updated_ms, "-", updated);
 	if (json) {
@@ -666,17 +679,20 @@ int lt_cmd_user_tier(struct lt_cli *cli, int argc, char **argv)
 	if (rc)
 		return rc;
 	const char *tier = strcmp(pos[1], "-") == 0 ? NULL : pos[1];
-	if (tier && !lt_ident_valid_tier(tier)) {
+	struct lt_tiers tiers;
+	if ((rc = cli_tiers(cli, cmd, &tiers)))
+		return rc;
+	if (tier && lt_tiers_find(&tiers, tier) < 0) {
 		fprintf(stderr,
-			"leakyctl %s: a tier is 1-%d characters of A-Z 0-9 _ (or - to clear)\n",
-			cmd, LT_TIER_MAX);
+			"leakyctl %s: unknown tier '%s' (configured in [auth] tiers; - clears)\n",
+			cmd, tier);
 		return EX_DATAERR;
 	}
 	struct lt_user u;
 	if ((rc = change_user(cli, cmd, pos[0], CH_TIER, 0, tier, NULL, &u)))
 		return rc;
 	char eff[LT_TIER_MAX + 1];
-	lt_auth_tier(&u, eff);
+	lt_auth_tier(&tiers, &u, eff);
 	printf("%s: tier %s%s\n", u.username, eff, tier ? "" : " (from roles)");
 	return 0;
 }

@@ -13,10 +13,17 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/tiers.h"
 #include "conf/config.h"
 
 static const char *const sync_choices[] = {"off", "normal", "full", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+static bool check_tiers(const char *value, char *why, size_t whylen)
+{
+	struct lt_tiers t;
+	return lt_tiers_parse(value, &t, why, whylen) == LT_OK;
+}
 
 #define OFF(f) offsetof(struct lt_config, f)
 #define KIB INT64_C(1024)
@@ -80,6 +87,11 @@ static const struct lt_config_key keys[] = {
 	 false, "Password hashes computed at once (each takes 64 MiB and about 80 ms)."},
 	{"auth", "hash_queue", LT_CFG_INT, OFF(auth_hash_queue), "32", 0, 4096, NULL, false,
 	 "Logins that may wait for a hash slot; more are answered 503 at once."},
+	{"auth", "tiers", LT_CFG_STR, OFF(auth_tiers), LT_TIERS_DEFAULT, 1, LT_CFG_STR_MAX - 1,
+	 NULL, false,
+	 "Tiers and their priorities (NAME:PRIORITY,...); a user's tier is its explicit tier, else "
+	 "the highest-priority tier named after one of its roles.",
+	 check_tiers},
 
 	{"log", "level", LT_CFG_ENUM, OFF(log_level), "info", 0, 0, level_choices, true,
 	 "Least severe level written (debug, info, warn, error)."},
@@ -279,6 +291,13 @@ static bool set_value(struct lt_config *cfg, const struct lt_config_key *k, cons
 			snprintf(why, whylen, "%s must be %lld to %lld characters long", k->name,
 				 (long long)k->min, (long long)max);
 			return false;
+		}
+		if (k->check) {
+			char sub[384];
+			if (!k->check(value, sub, sizeof sub)) {
+				snprintf(why, whylen, "%s: %s", k->name, sub);
+				return false;
+			}
 		}
 		memcpy(base, value, len + 1);
 		return true;

@@ -55,6 +55,7 @@ struct lt_config {
 	int64_t auth_cache_size;
 	int64_t auth_hash_concurrency;
 	int64_t auth_hash_queue;
+	char auth_tiers[LT_CFG_STR_MAX]; /* "NAME:PRIORITY,...", see auth/tiers.h */
 	/* [log] */
 	int64_t log_level; /* enum lt_log_level */
 	bool log_access;
@@ -81,6 +82,9 @@ struct lt_config_key {
 	const char *const *choices; /* ENUM: NULL-terminated, index stored */
 	bool reloadable;
 	const char *help;
+	/* Optional, STR keys: a further check after the type's own; false with
+	 * a message in why (written without the key name, which is prefixed). */
+	bool (*check)(const char *value, char *why, size_t whylen);
 };
 
 /* The table, in file order. */

@@ -22,12 +22,17 @@ ORGS = "/admin/v1/orgs"
 TIERS = "/admin/v1/tiers"
 AUDIT = "/admin/v1/audit"
 
+# GOLD and PLATINUM_2 are this module's own tiers; the rest are the defaults.
+CONFIGURED_TIERS = "USER:0,ORG_ADMIN:1,ADMIN:2,GOLD:5,PLATINUM_2:7"
+MSG_TIER = "tier must be one of the configured tiers"
+
 USER_FIELDS = {"userId", "username", "email", "roles", "tier", "disabled", "createdAt"}
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = Leakyd(tmp_path_factory.mktemp("admin"), {"debug": {"manual_clock": True}},
+    s = Leakyd(tmp_path_factory.mktemp("admin"),
+               {"debug": {"manual_clock": True}, "auth": {"tiers": CONFIGURED_TIERS}},
                env={"LEAKYD_ADMIN_PASSWORD": ADMIN_PASSWORD}, name="admin")
     s.start()
     yield s
@@ -183,15 +188,15 @@ def test_create_user_validation(srv, admin):
     fields = {e["field"]: e["message"] for e in b["errors"]}
     assert set(fields) == {"username", "email", "password", "roles", "tier"}, b
     assert fields["roles"] == "roles must be a list of ADMIN, ORG_ADMIN, USER"
-    assert fields["tier"] == "tier must be 1-32 characters of A-Z, 0-9 or _, or null"
+    assert fields["tier"] == MSG_TIER
     name = new_username("v")
     ok = {"username": name, "email": f"{name}@example.com", "password": "long-enough-1"}
     for roles in (["admin"], "ADMIN", [1], [None]):
         r = post(srv, USERS, {**ok, "roles": roles}, admin["token"])
         assert_validation_error(r, USERS, "roles", "roles must be a list of ADMIN, ORG_ADMIN, USER")
-    for tier in ("", "A" * 33, "GO-LD", 7, ["GOLD"]):
+    for tier in ("", "A" * 33, "GO-LD", "gold", "SILVER", 7, ["GOLD"]):
         r = post(srv, USERS, {**ok, "tier": tier}, admin["token"])
-        assert_validation_error(r, USERS, "tier")
+        assert_validation_error(r, USERS, "tier", MSG_TIER)
     # Nothing was created by the refused requests.
     assert post(srv, USERS, ok, admin["token"]).status == 201
 
@@ -371,7 +376,7 @@ def test_tier_takes_effect_at_once(srv, admin):
     row = last_audit(srv, admin, "user.tier", u["userId"])
     assert row["actor"] == admin["userId"] and row["detail"] == {"tier": "PLATINUM_2"}
     tiers = get(srv, TIERS, admin["token"]).json()
-    assert {"name": "PLATINUM_2", "priority": None} in tiers
+    assert {"name": "PLATINUM_2", "priority": 7} in tiers
     r = put_json(srv, path, {"tier": None}, admin["token"])
     assert r.status == 200 and r.json()["tier"] is None, r
     assert get(srv, ME, u["token"]).json()["tier"] == "USER"
@@ -383,30 +388,65 @@ def test_tier_errors(srv, admin):
     path = f"{USERS}/{u['userId']}/tier"
     r = put_json(srv, path, {}, admin["token"])
     assert assert_error_body(r, 400, path)["message"] == "tier is required (a string or null)"
-    for t in ("", "gold", "A" * 33, "GO LD", 3, ["GOLD"]):
+    for t in ("", "gold", "A" * 33, "GO LD", "SILVER", "A" * 32, 3, ["GOLD"]):
         r = put_json(srv, path, {"tier": t}, admin["token"])
-        assert assert_error_body(r, 400, path)["message"] == \
-            "tier must be 1-32 characters of A-Z, 0-9 or _, or null", t
-    assert put_json(srv, path, {"tier": "A" * 32}, admin["token"]).status == 200
+        assert assert_error_body(r, 400, path)["message"] == "unknown tier", t
+    assert put_json(srv, path, {"tier": "GOLD"}, admin["token"]).status == 200
     path = f"{USERS}/{uuid.uuid4()}/tier"
     r = put_json(srv, path, {"tier": "GOLD"}, admin["token"])
     assert assert_error_body(r, 404, path)["message"] == "user not found"
 
 
 def test_tiers_list(srv, admin):
+    expected = [{"name": "PLATINUM_2", "priority": 7}, {"name": "GOLD", "priority": 5},
+                {"name": "ADMIN", "priority": 2}, {"name": "ORG_ADMIN", "priority": 1},
+                {"name": "USER", "priority": 0}]
     r = get(srv, TIERS, admin["token"])
     assert r.status == 200, r
-    tiers = r.json()
-    assert tiers[:3] == [{"name": "USER", "priority": 0}, {"name": "ORG_ADMIN", "priority": 1},
-                         {"name": "ADMIN", "priority": 2}]
-    names = [t["name"] for t in tiers]
-    assert len(names) == len(set(names))
-    # An explicit tier named like a built-in is not listed twice.
+    assert r.json() == expected
+    # Explicit tiers set on users add nothing: the list is the configuration.
     u = make_user(srv, "tb")
     assert put_json(srv, f"{USERS}/{u['userId']}/tier", {"tier": "ADMIN"},
                     admin["token"]).status == 200
-    names = [t["name"] for t in get(srv, TIERS, admin["token"]).json()]
-    assert names.count("ADMIN") == 1
+    assert get(srv, TIERS, admin["token"]).json() == expected
+
+
+def test_unconfigured_tier_refused(srv, admin):
+    """A tier that is well formed but not in [auth] tiers is refused everywhere
+    and changes nothing."""
+    name = new_username("silver")
+    r = post(srv, USERS, {"username": name, "email": f"{name}@example.com",
+                          "password": "long-enough-1", "tier": "SILVER"}, admin["token"])
+    assert_validation_error(r, USERS, "tier", MSG_TIER)
+    login(srv, name, "long-enough-1", expect=401)
+    u = make_user(srv, "silver")
+    path = f"{USERS}/{u['userId']}/tier"
+    assert put_json(srv, path, {"tier": "GOLD"}, admin["token"]).status == 200
+    r = put_json(srv, path, {"tier": "SILVER"}, admin["token"])
+    assert assert_error_body(r, 400, path)["message"] == "unknown tier"
+    assert get(srv, ME, u["token"]).json()["tier"] == "GOLD"
+    assert get(srv, f"{USERS}/{u['userId']}", admin["token"]).json()["tier"] == "GOLD"
+    assert "SILVER" not in str(audit(srv, admin, "?limit=1000"))
+
+
+def test_reference_tiers(leakyd_factory):
+    """The reference's rule: with tiers USER and ADMIN only, an ORG_ADMIN's tier
+    is USER (ORG_ADMIN is not a tier) and an ADMIN's is ADMIN."""
+    s = leakyd_factory({"auth": {"tiers": "USER:0, ADMIN:10"}},
+                       env={"LEAKYD_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    tok = login(s, "admin", ADMIN_PASSWORD)["token"]
+    assert get(s, ME, tok).json()["tier"] == "ADMIN"
+    assert get(s, TIERS, tok).json() == [{"name": "ADMIN", "priority": 10},
+                                         {"name": "USER", "priority": 0}]
+    name = new_username("oa")
+    r = post(s, USERS, {"username": name, "email": f"{name}@example.com",
+                        "password": "long-enough-1", "roles": ["ORG_ADMIN"]}, tok)
+    assert r.status == 201 and r.json()["roles"] == ["ORG_ADMIN", "USER"], r
+    me = get(s, ME, login(s, name, "long-enough-1")["token"]).json()
+    assert me["roles"] == ["ORG_ADMIN", "USER"] and me["tier"] == "USER", me
+    # ORG_ADMIN is not a configured tier here, so it cannot be set either.
+    r = put_json(s, f"{USERS}/{r.json()['userId']}/tier", {"tier": "ORG_ADMIN"}, tok)
+    assert r.status == 400 and r.json()["message"] == "unknown tier", r
 
 
 # ------------------------------------------------------------------------ orgs --

@@ -49,6 +49,10 @@ BAD = [
     ("key outside section", "threads = 8\n", 1, r"outside any section"),
     ("syntax error", "[http]\nthreads = 8\nthis line has no equals sign\n", 3, r"syntax error"),
     ("empty data dir", "[storage]\ndata_dir =\n", 2, r"data_dir must be"),
+    ("tiers without USER", "[auth]\ntiers = GOLD:1,ADMIN:2\n", 2,
+     r"\[auth\] tiers: USER must be one of the tiers"),
+    ("bad tier priority", "[auth]\ntiers = USER:0,GOLD:high\n", 2,
+     r"priority of GOLD must be a whole number 0-1000, got 'high'"),
     ("long line", "[http]\nlisten = " + "1" * 5000 + "\n", 2, r"line longer than"),
 ]
 

@@ -22,6 +22,7 @@ ME = "/api/v1/auth/me"
 KEYS = "/api/v1/auth/api-keys"
 VALIDATE = "/api/v1/auth/api-keys/validate"
 ENV = {"LEAKYD_ADMIN_PASSWORD": ADMIN_PASSWORD}
+TIERS = {"auth": {"tiers": "USER:0,ORG_ADMIN:1,ADMIN:2,GOLD:5"}}
 
 
 def ctl(srv, *args, input=None):
@@ -36,7 +37,7 @@ def ok(p):
 
 @pytest.fixture
 def srv(leakyd_factory):
-    return leakyd_factory(env=ENV)
+    return leakyd_factory(TIERS, env=ENV)
 
 
 def make_user(srv, prefix="u"):
@@ -68,6 +69,22 @@ def test_offline_user_add_admin_then_login(leakyd_factory):
     r = s.get(ME, headers=bearer(b["token"]))
     assert r.status == 200 and r.json()["roles"] == ["ADMIN", "USER"], r
     assert_secrets_not_logged(s, ["offline-root-pw", ops_pw])
+
+
+def test_offline_tiers_follow_the_config(leakyd_factory):
+    """leakyctl derives tiers from [auth] tiers of its configuration: with USER and
+    ADMIN only, an ORG_ADMIN's tier is USER."""
+    s = leakyd_factory({"auth": {"tiers": "USER:0,ADMIN:10"}}, env={}, start=False)
+    ok(ctl(s, "user", "add", "boss", "boss@example.com", "--admin"))
+    ok(ctl(s, "user", "add", "lead", "lead@example.com"))
+    ok(ctl(s, "user", "roles", "lead", "ORG_ADMIN,USER"))
+    show = json.loads(ok(ctl(s, "user", "show", "lead", "--json")))
+    assert show["roles"] == ["ORG_ADMIN", "USER"] and show["tier"] == "USER", show
+    assert json.loads(ok(ctl(s, "user", "show", "boss", "--json")))["tier"] == "ADMIN"
+    tiers = {line.split()[1]: line.split()[4] for line in ok(ctl(s, "user", "list")).splitlines()}
+    assert tiers == {"boss": "tier=ADMIN", "lead": "tier=USER"}, tiers
+    p = ctl(s, "user", "tier", "lead", "ORG_ADMIN")
+    assert p.returncode == EX_DATAERR and "unknown tier 'ORG_ADMIN'" in p.stderr, p.stderr
 
 
 def test_read_commands_need_a_database(tmp_path):
@@ -167,8 +184,12 @@ def test_roles_and_tier_take_effect_at_once(srv):
     assert show["roles"] == ["USER"] and show["tier"] == "USER" and show["explicitTier"] is None
     p = ctl(srv, "user", "roles", u["username"], "ROOT")
     assert p.returncode == EX_USAGE and "unknown role" in p.stderr
-    p = ctl(srv, "user", "tier", u["username"], "bad tier")
-    assert p.returncode == EX_DATAERR
+    # Only configured tiers: a bad name and a well-formed unconfigured one alike.
+    for t in ("bad tier", "SILVER", "gold"):
+        p = ctl(srv, "user", "tier", u["username"], t)
+        assert p.returncode == EX_DATAERR and "unknown tier" in p.stderr, (t, p.stderr)
+    show = json.loads(ok(ctl(srv, "user", "show", u["username"], "--json")))
+    assert show["explicitTier"] is None
 
 
 def test_passwd(srv):

@@ -81,6 +81,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.stubs_listen, "127.0.0.1:8090");
 	assert_false(cfg.debug_manual_clock);
 	assert_false(cfg.debug_test_endpoints);
+	assert_string_equal(cfg.auth_tiers, "USER:0,ORG_ADMIN:1,ADMIN:2");
 	assert_string_equal(cfg.source, "");
 }
 
@@ -143,7 +144,9 @@ static void test_load_good(void **state)
 			   "file = /var/log/leaky;d.log\n"
 			   "[debug]\n"
 			   "manual_clock = true\n"
-			   "test_endpoints = 1\n";
+			   "test_endpoints = 1\n"
+			   "[auth]\n"
+			   "tiers = USER:0, GOLD:5 ,ADMIN:9\n";
 	assert_int_equal(load_text(f, text, &cfg, err), LT_OK);
 	assert_string_equal(err, "");
 	assert_string_equal(cfg.http_listen, "localhost:9000");
@@ -159,6 +162,7 @@ static void test_load_good(void **state)
 	assert_string_equal(cfg.log_file, "/var/log/leaky;d.log");
 	assert_true(cfg.debug_manual_clock);
 	assert_true(cfg.debug_test_endpoints);
+	assert_string_equal(cfg.auth_tiers, "USER:0, GOLD:5 ,ADMIN:9");
 	/* untouched keys keep their defaults */
 	assert_int_equal(cfg.http_max_inflight, 512);
 	assert_string_equal(cfg.stubs_listen, "127.0.0.1:8090");
@@ -246,6 +250,11 @@ static const struct reject rejects[] = {
 	 "2: [storage] data_dir must not have ';' at its start or after a space"},
 	{"[log]\nfile = a\x01b\n", "2: [log] file must not contain control characters"},
 	{"[log]\nfile = a\tb\n", "2: [log] file must not contain control characters"},
+	/* a key's own check ([auth] tiers: auth/tiers.c) */
+	{"[auth]\ntiers = USER:0,gold:1\n",
+	 "2: [auth] tiers: tier name 'gold' must be 1-32 characters of A-Z, 0-9 or _"},
+	{"[auth]\nissuer = x\ntiers = GOLD:1\n", "3: [auth] tiers: USER must be one of the tiers"},
+	{"[auth]\ntiers =\n", "2: [auth] tiers must be 1 to 511 characters long"},
 	{"threads = 4\n[http]\n", "1: key 'threads' outside any section"},
 	{"[http]\nthreads\n", "2: syntax error (expected [section] or key = value)"},
 	/* an indented line is not a continuation of the value above */
@@ -378,6 +387,12 @@ static void test_set_origin(void **state)
 	assert_int_equal(lt_config_set(&cfg, "http", "threads", "1", "--threads", err), LT_ECONFIG);
 	assert_string_equal(err, "--threads: threads must be between 2 and 4096, got '1'");
 	assert_int_equal(cfg.http_threads, 128);
+
+	assert_int_equal(
+		lt_config_set(&cfg, "auth", "tiers", "USER:0,GOLD:1,GOLD:2", "--tiers", err),
+		LT_ECONFIG);
+	assert_string_equal(err, "--tiers: tiers: tier GOLD is listed twice");
+	assert_string_equal(cfg.auth_tiers, "USER:0,ORG_ADMIN:1,ADMIN:2"); /* unchanged */
 
 	/* string values must survive lt_config_render and a reload */
 	static const char *const unsafe[][2] = {
