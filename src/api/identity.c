@@ -68,30 +68,6 @@ static void reply_obj(struct lt_req *req, int status, cJSON *o)
 
 /* ---- validation ---- */
 
-static bool valid_username(const char *s)
-{
-	size_t n = strlen(s);
-	if (n < 3 || n > LT_USERNAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
-			return false;
-	return true;
-}
-
-static bool valid_email(const char *s)
-{
-	size_t n = strlen(s);
-	const char *at = strchr(s, '@');
-	if (n < 3 || n > LT_EMAIL_MAX || !at || at == s || strchr(at + 1, '@'))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7F)
-			return false;
-	const char *dot = strrchr(at + 1, '.');
-	return dot && dot > at + 1 && dot[1] != '\0';
-}
-
 /* Password length in characters (UTF-8 already validated). */
 static size_t chars(const char *s)
 {
@@ -162,9 +138,9 @@ void lt_api_register(struct lt_req *req)
 		bool bad;
 		const char *field, *msg;
 	} checks[] = {
-		{!valid_username(username), "username",
+		{!lt_ident_valid_username(username), "username",
 		 "username must be 3-50 characters of letters, digits, '.', '_' or '-'"},
-		{!valid_email(email), "email",
+		{!lt_ident_valid_email(email), "email",
 		 "email must be a valid address of at most 100 characters"},
 		{chars(password) < LT_PASSWORD_MIN || strlen(password) > LT_PASSWORD_MAX,
 		 "password", "password must be 8-256 characters (at most 256 bytes)"},
