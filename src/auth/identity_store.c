@@ -152,6 +152,26 @@ enum lt_err lt_ident_user_insert(sqlite3 *db, const struct lt_user *u, const cha
 	"'ORG_ADMIN' THEN 2 WHEN 'ADMIN' THEN 4 END), 0) FROM user_roles r WHERE r.user_id "       \
 	"= u.id), u.password_hash"
 
+/* A caller's row callback, carried through each_row (its type is restored
+ * by the row reader that knows it). */
+struct rows {
+	void (*fn)(void);
+	void *arg;
+};
+
+/* Step st to its end, handing each row to row() until it returns false;
+ * finalizes st.  The one loop every listing shares. */
+static enum lt_err each_row(sqlite3_stmt *st, bool (*row)(sqlite3_stmt *st, const struct rows *r),
+			    const struct rows *r)
+{
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (!row(st, r))
+			break;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? LT_OK : rc_err(rc);
+}
+
 static void read_user(sqlite3_stmt *st, struct lt_user *out, char *pw_hash)
 {
 	copy_col(st, 0, out->id, sizeof out->id);
@@ -256,6 +276,13 @@ enum lt_err lt_ident_user_count(sqlite3 *db, int64_t *out)
 	return e;
 }
 
+static bool user_list_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	struct lt_user u;
+	read_user(st, &u, NULL);
+	return ((bool (*)(void *arg, const struct lt_user *u))cb->fn)(cb->arg, &u);
+}
+
 enum lt_err lt_ident_user_list(sqlite3 *db, int64_t offset, int64_t limit,
 			       bool (*fn)(void *arg, const struct lt_user *u), void *arg)
 {
@@ -268,17 +295,7 @@ enum lt_err lt_ident_user_list(sqlite3 *db, int64_t offset, int64_t limit,
 		return e;
 	sqlite3_bind_int64(st, 1, offset);
 	sqlite3_bind_int64(st, 2, limit);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct lt_user u;
-		read_user(st, &u, NULL);
-		if (!fn(arg, &u))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, user_list_row, &(struct rows){(void (*)(void))fn, arg});
 }
 
 /* ---- API keys ---- */
@@ -345,6 +362,13 @@ enum lt_err lt_ident_key_by_public(sqlite3 *db, const char *public_id, struct lt
 	return e;
 }
 
+static bool key_list_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	struct lt_api_key_row k;
+	read_key(st, &k);
+	return ((bool (*)(void *arg, const struct lt_api_key_row *k))cb->fn)(cb->arg, &k);
+}
+
 enum lt_err lt_ident_key_list(sqlite3 *db, const char *user_id,
 			      bool (*fn)(void *arg, const struct lt_api_key_row *k), void *arg)
 {
@@ -356,17 +380,7 @@ enum lt_err lt_ident_key_list(sqlite3 *db, const char *user_id,
 			     &st, 1, a);
 	if (e)
 		return e;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct lt_api_key_row k;
-		read_key(st, &k);
-		if (!fn(arg, &k))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, key_list_row, &(struct rows){(void (*)(void))fn, arg});
 }
 
 enum lt_err lt_ident_key_revoke(sqlite3 *db, const char *user_id, const char *id, int64_t now_ms)
@@ -434,6 +448,15 @@ enum lt_err lt_ident_org_by_id(sqlite3 *db, const char *id, struct lt_org *out)
 	return e;
 }
 
+static bool org_list_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	struct lt_org o;
+	copy_col(st, 0, o.id, sizeof o.id);
+	copy_col(st, 1, o.name, sizeof o.name);
+	o.created_ms = col_i64(st, 2);
+	return ((bool (*)(void *arg, const struct lt_org *o))cb->fn)(cb->arg, &o);
+}
+
 enum lt_err lt_ident_org_list(sqlite3 *db, bool (*fn)(void *arg, const struct lt_org *o), void *arg)
 {
 	sqlite3_stmt *st;
@@ -441,19 +464,7 @@ enum lt_err lt_ident_org_list(sqlite3 *db, bool (*fn)(void *arg, const struct lt
 			     &st, 0, NULL);
 	if (e)
 		return e;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct lt_org o;
-		copy_col(st, 0, o.id, sizeof o.id);
-		copy_col(st, 1, o.name, sizeof o.name);
-		o.created_ms = col_i64(st, 2);
-		if (!fn(arg, &o))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, org_list_row, &(struct rows){(void (*)(void))fn, arg});
 }
 
 enum lt_err lt_ident_member_put(sqlite3 *db, const struct lt_membership *m)
@@ -491,6 +502,18 @@ enum lt_err lt_ident_member_remove(sqlite3 *db, const char *org_id, const char *
 	return e ? e : changes ? LT_OK : LT_ENOTFOUND;
 }
 
+static bool member_list_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	struct lt_membership m;
+	char role[16];
+	copy_col(st, 0, m.org_id, sizeof m.org_id);
+	copy_col(st, 1, m.user_id, sizeof m.user_id);
+	copy_col(st, 2, role, sizeof role);
+	m.role = lt_role_parse(role);
+	m.created_ms = col_i64(st, 3);
+	return ((bool (*)(void *arg, const struct lt_membership *m))cb->fn)(cb->arg, &m);
+}
+
 enum lt_err lt_ident_member_list(sqlite3 *db, const char *org_id, const char *user_id,
 				 bool (*fn)(void *arg, const struct lt_membership *m), void *arg)
 {
@@ -504,22 +527,7 @@ enum lt_err lt_ident_member_list(sqlite3 *db, const char *org_id, const char *us
 			     &st, 1, a);
 	if (e)
 		return e;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct lt_membership m;
-		char role[16];
-		copy_col(st, 0, m.org_id, sizeof m.org_id);
-		copy_col(st, 1, m.user_id, sizeof m.user_id);
-		copy_col(st, 2, role, sizeof role);
-		m.role = lt_role_parse(role);
-		m.created_ms = col_i64(st, 3);
-		if (!fn(arg, &m))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, member_list_row, &(struct rows){(void (*)(void))fn, arg});
 }
 
 static void read_member(sqlite3_stmt *st, struct lt_membership *m)
@@ -552,6 +560,16 @@ enum lt_err lt_ident_member_get(sqlite3 *db, const char *org_id, const char *use
 	return e;
 }
 
+static bool member_list_named_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	struct lt_membership m;
+	char name[LT_USERNAME_MAX + 1];
+	read_member(st, &m);
+	copy_col(st, 4, name, sizeof name);
+	return ((bool (*)(void *arg, const struct lt_membership *m, const char *username))cb->fn)(
+		cb->arg, &m, name);
+}
+
 enum lt_err lt_ident_member_list_named(sqlite3 *db, const char *org_id,
 				       bool (*fn)(void *arg, const struct lt_membership *m,
 						  const char *username),
@@ -566,19 +584,14 @@ enum lt_err lt_ident_member_list_named(sqlite3 *db, const char *org_id,
 			     &st, 1, a);
 	if (e)
 		return e;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct lt_membership m;
-		char name[LT_USERNAME_MAX + 1];
-		read_member(st, &m);
-		copy_col(st, 4, name, sizeof name);
-		if (!fn(arg, &m, name))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, member_list_named_row, &(struct rows){(void (*)(void))fn, arg});
+}
+
+static bool tier_list_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	char t[LT_TIER_MAX + 1];
+	copy_col(st, 0, t, sizeof t);
+	return ((bool (*)(void *arg, const char *tier))cb->fn)(cb->arg, t);
 }
 
 enum lt_err lt_ident_tier_list(sqlite3 *db, bool (*fn)(void *arg, const char *tier), void *arg)
@@ -590,17 +603,7 @@ enum lt_err lt_ident_tier_list(sqlite3 *db, bool (*fn)(void *arg, const char *ti
 			     &st, 0, NULL);
 	if (e)
 		return e;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		char t[LT_TIER_MAX + 1];
-		copy_col(st, 0, t, sizeof t);
-		if (!fn(arg, t))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, tier_list_row, &(struct rows){(void (*)(void))fn, arg});
 }
 
 /* ---- validation ---- */
@@ -657,6 +660,18 @@ enum lt_err lt_ident_audit(sqlite3 *db, int64_t at_ms, const char *actor, const 
 	return exec_changes(db, st, NULL);
 }
 
+static bool audit_list_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	struct lt_audit_row r;
+	r.id = sqlite3_column_int64(st, 0);
+	r.at_ms = col_i64(st, 1);
+	copy_col(st, 2, r.actor, sizeof r.actor);
+	copy_col(st, 3, r.action, sizeof r.action);
+	copy_col(st, 4, r.target, sizeof r.target);
+	copy_col(st, 5, r.detail, sizeof r.detail);
+	return ((bool (*)(void *arg, const struct lt_audit_row *r))cb->fn)(cb->arg, &r);
+}
+
 enum lt_err lt_ident_audit_list(sqlite3 *db, int64_t since_ms, int64_t limit,
 				bool (*fn)(void *arg, const struct lt_audit_row *r), void *arg)
 {
@@ -670,22 +685,7 @@ enum lt_err lt_ident_audit_list(sqlite3 *db, int64_t since_ms, int64_t limit,
 		return e;
 	sqlite3_bind_int64(st, 1, since_ms);
 	sqlite3_bind_int64(st, 2, limit);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct lt_audit_row r;
-		r.id = sqlite3_column_int64(st, 0);
-		r.at_ms = col_i64(st, 1);
-		copy_col(st, 2, r.actor, sizeof r.actor);
-		copy_col(st, 3, r.action, sizeof r.action);
-		copy_col(st, 4, r.target, sizeof r.target);
-		copy_col(st, 5, r.detail, sizeof r.detail);
-		if (!fn(arg, &r))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, audit_list_row, &(struct rows){(void (*)(void))fn, arg});
 }
 
 /* ---- signing keys ---- */
@@ -735,6 +735,16 @@ enum lt_err lt_ident_signing_key_fingerprint(sqlite3 *db, int64_t out[3])
 	return e;
 }
 
+static bool signing_key_list_row(sqlite3_stmt *st, const struct rows *cb)
+{
+	struct lt_signing_key_row k;
+	copy_col(st, 0, k.kid, sizeof k.kid);
+	copy_col(st, 1, k.file, sizeof k.file);
+	k.created_ms = col_i64(st, 2);
+	k.retired_ms = col_i64(st, 3);
+	return ((bool (*)(void *arg, const struct lt_signing_key_row *k))cb->fn)(cb->arg, &k);
+}
+
 enum lt_err lt_ident_signing_key_list(sqlite3 *db, int64_t retired_since_ms,
 				      bool (*fn)(void *arg, const struct lt_signing_key_row *k),
 				      void *arg)
@@ -748,18 +758,5 @@ enum lt_err lt_ident_signing_key_list(sqlite3 *db, int64_t retired_since_ms,
 	if (e)
 		return e;
 	sqlite3_bind_int64(st, 1, retired_since_ms);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct lt_signing_key_row k;
-		copy_col(st, 0, k.kid, sizeof k.kid);
-		copy_col(st, 1, k.file, sizeof k.file);
-		k.created_ms = col_i64(st, 2);
-		k.retired_ms = col_i64(st, 3);
-		if (!fn(arg, &k))
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		e = rc_err(rc);
-	sqlite3_finalize(st);
-	return e;
+	return each_row(st, signing_key_list_row, &(struct rows){(void (*)(void))fn, arg});
 }
