@@ -276,24 +276,6 @@ static size_t chars(const char *s)
 
 /* ---- users: create ---- */
 
-struct new_user {
-	struct lt_user u;
-	char hash[LT_PASSWORD_HASH_LEN];
-	enum lt_conflict conflict;
-	const char *actor;
-	char *detail;
-};
-
-static enum lt_err do_create_user(struct sqlite3 *db, void *arg)
-{
-	struct new_user *n = arg;
-	enum lt_err e = lt_ident_user_insert(db, &n->u, n->hash, &n->conflict);
-	if (!e)
-		e = lt_ident_audit(db, n->u.created_ms, n->actor, "user.created", n->u.id,
-				   n->detail);
-	return e;
-}
-
 void lt_api_admin_user_create(struct lt_req *req)
 {
 	const char *username = str_field(req->json, "username");
@@ -333,7 +315,7 @@ void lt_api_admin_user_create(struct lt_req *req)
 	}
 	cJSON_Delete(fe.list);
 
-	struct new_user *n = calloc(1, sizeof *n);
+	struct lt_ident_new_user *n = calloc(1, sizeof *n);
 	if (!n) {
 		lt_reply_error(req, 503, "out of memory");
 		return;
@@ -345,6 +327,7 @@ void lt_api_admin_user_create(struct lt_req *req)
 	n->u.roles = roles;
 	n->u.created_ms = n->u.updated_ms = now_ms(req);
 	n->actor = req->principal.user_id;
+	n->action = "user.created";
 	cJSON *d = cJSON_CreateObject();
 	if (d) {
 		cJSON_AddStringToObject(d, "username", n->u.username);
@@ -352,21 +335,11 @@ void lt_api_admin_user_create(struct lt_req *req)
 		if (tier)
 			cJSON_AddStringToObject(d, "tier", tier);
 	}
-	n->detail = detail_text(d);
-
-	struct lt_auth *a = &req->srv->auth;
-	if (lt_pwhash_gate_enter(&a->gate, HASH_WAIT_NS)) {
-		lt_reply_error_h(req, 503, "too many password checks in progress; retry shortly",
-				 "Retry-After: 1\r\n");
+	char *detail = detail_text(d);
+	n->detail_json = detail;
+	if (!lt_api_hash_gated(req, password, n->hash))
 		goto out;
-	}
-	enum lt_err e = lt_password_hash(password, strlen(password), n->hash);
-	lt_pwhash_gate_leave(&a->gate);
-	if (e) {
-		lt_reply_error(req, 503, "password hashing failed");
-		goto out;
-	}
-	e = lt_writer_run(&req->srv->writer, do_create_user, n);
+	enum lt_err e = lt_writer_run(&req->srv->writer, lt_ident_user_create, n);
 	if (e == LT_EEXIST) {
 		lt_reply_error(req, 409,
 			       n->conflict == LT_CONFLICT_EMAIL ? "email already exists"
@@ -380,7 +353,7 @@ void lt_api_admin_user_create(struct lt_req *req)
 	reply_obj(req, 201, user_json(&n->u));
 out:
 	sodium_memzero(n->hash, sizeof n->hash);
-	cJSON_free(n->detail);
+	cJSON_free(detail);
 	free(n);
 }
 

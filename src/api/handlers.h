@@ -5,8 +5,10 @@
 #ifndef LT_API_HANDLERS_H
 #define LT_API_HANDLERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "auth/password.h"
 #include "http/router.h"
 
 struct lt_req;
@@ -24,6 +26,10 @@ void lt_api_metrics(struct lt_req *req);
 void lt_api_openapi(struct lt_req *req);
 
 /* identity.c */
+/* Hash pw inside the password-hash gate (auth/password.h); on a full gate
+ * or a failed hash, answers 503 and returns false.  Shared by registration
+ * and the admin API. */
+bool lt_api_hash_gated(struct lt_req *req, const char *pw, char out[LT_PASSWORD_HASH_LEN]);
 void lt_api_register(struct lt_req *req);
 void lt_api_login(struct lt_req *req);
 void lt_api_jwks(struct lt_req *req);

@@ -89,23 +89,7 @@ static const char *field(const cJSON *body, const char *name, bool *wrong_type)
 
 /* ---- register ---- */
 
-struct new_user {
-	struct lt_user u;
-	char hash[LT_PASSWORD_HASH_LEN];
-	enum lt_conflict conflict;
-};
-
-static enum lt_err do_insert_user(struct sqlite3 *db, void *arg)
-{
-	struct new_user *n = arg;
-	enum lt_err e = lt_ident_user_insert(db, &n->u, n->hash, &n->conflict);
-	if (!e)
-		e = lt_ident_audit(db, n->u.created_ms, n->u.id, "user.registered", n->u.id, NULL);
-	return e;
-}
-
-/* Hash inside the gate; answers 503 and returns false when it is full. */
-static bool hash_gated(struct lt_req *req, const char *pw, char out[LT_PASSWORD_HASH_LEN])
+bool lt_api_hash_gated(struct lt_req *req, const char *pw, char out[LT_PASSWORD_HASH_LEN])
 {
 	struct lt_auth *a = &req->srv->auth;
 	if (lt_pwhash_gate_enter(&a->gate, HASH_WAIT_NS)) {
@@ -170,7 +154,7 @@ void lt_api_register(struct lt_req *req)
 	}
 	cJSON_Delete(errors);
 
-	struct new_user *n = calloc(1, sizeof *n);
+	struct lt_ident_new_user *n = calloc(1, sizeof *n);
 	if (!n) {
 		lt_reply_error(req, 503, "out of memory");
 		return;
@@ -180,9 +164,10 @@ void lt_api_register(struct lt_req *req)
 	snprintf(n->u.email, sizeof n->u.email, "%s", email);
 	n->u.roles = LT_ROLE_USER;
 	n->u.created_ms = now_ms(req);
-	if (!hash_gated(req, password, n->hash))
+	n->action = "user.registered";
+	if (!lt_api_hash_gated(req, password, n->hash))
 		goto out;
-	enum lt_err e = lt_writer_run(&req->srv->writer, do_insert_user, n);
+	enum lt_err e = lt_writer_run(&req->srv->writer, lt_ident_user_create, n);
 	if (e == LT_EEXIST) {
 		lt_reply_error(req, 409,
 			       n->conflict == LT_CONFLICT_EMAIL ? "email already exists"

@@ -205,37 +205,6 @@ static enum lt_err make_first_key(struct lt_auth *a, const char *data_dir, char 
 
 /* ---- bootstrap admin ---- */
 
-struct new_user {
-	struct lt_user u;
-	char hash[LT_PASSWORD_HASH_LEN];
-	enum lt_conflict conflict;
-	bool only_if_empty;
-	bool skipped;
-};
-
-static enum lt_err insert_user(struct sqlite3 *db, void *arg)
-{
-	struct new_user *n = arg;
-	if (n->only_if_empty) {
-		int64_t count = 0;
-		enum lt_err e = lt_ident_user_count(db, &count);
-		if (e)
-			return e;
-		if (count) {
-			n->skipped = true;
-			return LT_OK;
-		}
-	}
-	enum lt_err e = lt_ident_user_insert(db, &n->u, n->hash, &n->conflict);
-	if (!e) {
-		char detail[128];
-		snprintf(detail, sizeof detail, "{\"username\":\"%s\"}", n->u.username);
-		e = lt_ident_audit(db, n->u.created_ms, n->only_if_empty ? "system" : n->u.id,
-				   "user.created", n->u.id, detail);
-	}
-	return e;
-}
-
 static enum lt_err bootstrap_admin(struct lt_auth *a, const char *data_dir, char *err)
 {
 	struct sqlite3 *db;
@@ -270,7 +239,7 @@ static enum lt_err bootstrap_admin(struct lt_auth *a, const char *data_dir, char
 		sodium_memzero(rnd, sizeof rnd);
 		sodium_memzero(enc, sizeof enc);
 	}
-	struct new_user *n = calloc(1, sizeof *n);
+	struct lt_ident_new_user *n = calloc(1, sizeof *n);
 	if (!n)
 		return LT_ENOMEM;
 	lt_uuid_v4(n->u.id);
@@ -279,6 +248,9 @@ static enum lt_err bootstrap_admin(struct lt_auth *a, const char *data_dir, char
 	n->u.roles = LT_ROLE_ADMIN | LT_ROLE_USER;
 	n->u.created_ms = lt_clock_now_ns(a->clock) / LT_NS_PER_MS;
 	n->only_if_empty = true;
+	n->actor = "system";
+	n->action = "user.created";
+	n->detail_json = "{\"username\":\"admin\"}";
 	char path[1024];
 	snprintf(path, sizeof path, "%s/secrets/initial-admin", data_dir);
 	e = lt_password_hash(pw, strlen(pw), n->hash);
@@ -294,7 +266,7 @@ static enum lt_err bootstrap_admin(struct lt_auth *a, const char *data_dir, char
 				 serr);
 	}
 	if (!e)
-		e = lt_writer_run(a->writer, insert_user, n);
+		e = lt_writer_run(a->writer, lt_ident_user_create, n);
 	if (generated && (e || n->skipped))
 		unlink(path); /* not the password of any user */
 	if (!e && !n->skipped && generated)

@@ -205,6 +205,24 @@ static enum lt_err user_query(sqlite3 *db, const char *where, const char *arg, s
 	return e;
 }
 
+enum lt_err lt_ident_user_create(sqlite3 *db, void *new_user)
+{
+	struct lt_ident_new_user *n = new_user;
+	if (n->only_if_empty) {
+		int64_t count = 0;
+		enum lt_err e = lt_ident_user_count(db, &count);
+		if (e || count) {
+			n->skipped = !e;
+			return e;
+		}
+	}
+	enum lt_err e = lt_ident_user_insert(db, &n->u, n->hash, &n->conflict);
+	if (!e)
+		e = lt_ident_audit(db, n->u.created_ms, n->actor ? n->actor : n->u.id, n->action,
+				   n->u.id, n->detail_json);
+	return e;
+}
+
 enum lt_err lt_ident_user_by_id(sqlite3 *db, const char *id, struct lt_user *out)
 {
 	return user_query(db, "u.id = ?1", id, out, NULL);

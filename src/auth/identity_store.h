@@ -161,6 +161,23 @@ enum lt_err lt_ident_signing_key_list(struct sqlite3 *db, int64_t retired_since_
 				      bool (*fn)(void *arg, const struct lt_signing_key_row *k),
 				      void *arg);
 
+/* Creating a user as one write: the user row, its roles and its audit row
+ * (actor NULL means the new user itself).  With only_if_empty the user is
+ * created only when there are no users at all (the bootstrap admin), and
+ * skipped says whether it was.  Its signature is an lt_write_fn, so it runs
+ * on the writer as lt_writer_run(w, lt_ident_user_create, &new_user). */
+struct lt_ident_new_user {
+	struct lt_user u;
+	char hash[LT_PWHASH_MAX + 1]; /* Argon2id string */
+	const char *actor;	      /* NULL: u.id */
+	const char *action;	      /* e.g. "user.created" */
+	const char *detail_json;      /* NULL or a JSON object */
+	bool only_if_empty;
+	enum lt_conflict conflict; /* out: on LT_EEXIST */
+	bool skipped;		   /* out: only_if_empty found users */
+};
+enum lt_err lt_ident_user_create(struct sqlite3 *db, void *new_user);
+
 /* Audit: detail_json is NULL or a JSON object (never secrets). */
 enum lt_err lt_ident_audit(struct sqlite3 *db, int64_t at_ms, const char *actor, const char *action,
 			   const char *target, const char *detail_json);
