@@ -15,15 +15,45 @@
 
 #include "auth/tiers.h"
 #include "conf/config.h"
+#include "provider/upstream.h"
 
 static const char *const sync_choices[] = {"off", "normal", "full", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_choices[] = {"openai", "gemini", "qwen", NULL};
+static const char *const kind_choices[] = {"chat", "embedding", NULL};
 
 static bool check_tiers(const char *value, char *why, size_t whylen)
 {
 	struct lt_tiers t;
 	return lt_tiers_parse(value, &t, why, whylen) == LT_OK;
 }
+
+static bool check_url(const char *value, char *why, size_t whylen)
+{
+	struct lt_url u;
+	return lt_url_parse(value, &u, why, whylen) == LT_OK;
+}
+
+static bool check_credential(const char *value, char *why, size_t whylen)
+{
+	if (!strcmp(value, "none") || !strcmp(value, "secret"))
+		return true;
+	if (!strncmp(value, "env:", 4) && value[4]) {
+		for (const char *p = value + 4; *p; p++)
+			if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			      (*p >= '0' && *p <= '9') || *p == '_')) {
+				snprintf(why, whylen, "invalid environment variable name in '%s'",
+					 value);
+				return false;
+			}
+		return true;
+	}
+	snprintf(why, whylen, "expected none, secret or env:VARIABLE, got '%s'", value);
+	return false;
+}
+
+static bool parse_hostport(const char *v, char *why, size_t whylen);
+static bool check_hostport_or_empty(const char *value, char *why, size_t whylen);
 
 #define OFF(f) offsetof(struct lt_config, f)
 #define KIB INT64_C(1024)
@@ -104,6 +134,33 @@ static const struct lt_config_key keys[] = {
 	 "Serve the built-in provider stubs on their own listener."},
 	{"stubs", "listen", LT_CFG_HOSTPORT, OFF(stubs_listen), "127.0.0.1:8090", 0, 0, NULL, false,
 	 "Address and port of the provider stubs listener."},
+	{"stubs", "tls_listen", LT_CFG_STR, OFF(stubs_tls_listen), "", 0, 255, NULL, false,
+	 "Also serve the stubs over HTTPS on this HOST:PORT (needs tls_cert); empty means no.",
+	 check_hostport_or_empty},
+	{"stubs", "tls_cert", LT_CFG_STR, OFF(stubs_tls_cert), "", 0, LT_CFG_STR_MAX - 1, NULL,
+	 false, "PEM file with the stubs' TLS certificate followed by its private key."},
+	{"stubs", "threads", LT_CFG_INT, OFF(stubs_threads), "32", 2, 1024, NULL, false,
+	 "Worker threads of the stubs listener (one per open connection)."},
+	{"stubs", "latency_ms", LT_CFG_INT, OFF(stubs_latency_ms), "0", 0, 600000, NULL, true,
+	 "Fixed delay before each stub answer (milliseconds)."},
+	{"stubs", "jitter_ms", LT_CFG_INT, OFF(stubs_jitter_ms), "0", 0, 600000, NULL, true,
+	 "Random extra delay, uniform in 0..jitter_ms, added to latency_ms."},
+	{"stubs", "token_delay_ms", LT_CFG_INT, OFF(stubs_token_delay_ms), "0", 0, 60000, NULL,
+	 true, "Delay between streamed tokens (milliseconds)."},
+	{"stubs", "error_rate_pct", LT_CFG_INT, OFF(stubs_error_rate_pct), "0", 0, 100, NULL, true,
+	 "Share of stub calls answered with error_status (percent)."},
+	{"stubs", "error_status", LT_CFG_INT, OFF(stubs_error_status), "503", 400, 599, NULL, true,
+	 "Status of injected errors (429 and 503 carry Retry-After)."},
+	{"stubs", "retry_after_s", LT_CFG_INT, OFF(stubs_retry_after_s), "1", 0, 3600, NULL, true,
+	 "Retry-After sent with injected 429 and 503 answers (seconds)."},
+	{"stubs", "spike_rate_pct", LT_CFG_INT, OFF(stubs_spike_rate_pct), "0", 0, 100, NULL, true,
+	 "Share of stub calls delayed by a latency spike (percent)."},
+	{"stubs", "spike_ms", LT_CFG_INT, OFF(stubs_spike_ms), "2000", 0, 600000, NULL, true,
+	 "Length of a latency spike (milliseconds)."},
+	{"stubs", "drop_rate_pct", LT_CFG_INT, OFF(stubs_drop_rate_pct), "0", 0, 100, NULL, true,
+	 "Share of stub calls whose connection is dropped mid-response (percent)."},
+	{"stubs", "malformed_rate_pct", LT_CFG_INT, OFF(stubs_malformed_rate_pct), "0", 0, 100,
+	 NULL, true, "Share of stub calls answered with a malformed body (percent)."},
 
 	{"debug", "manual_clock", LT_CFG_BOOL, OFF(debug_manual_clock), "no", 0, 0, NULL, false,
 	 "Freeze time and let POST /admin/v1/clock move it. For tests only; never in production."},
@@ -111,10 +168,126 @@ static const struct lt_config_key keys[] = {
 	 "Serve /admin/v1/debug/* endpoints to loopback clients. For tests only."},
 };
 
+#define POFF(f) offsetof(struct lt_cfg_provider, f)
+static const struct lt_config_key provider_keys[] = {
+	{"provider", "base_url", LT_CFG_STR, POFF(base_url), "http://127.0.0.1:8090/openai/v1", 1,
+	 LT_CFG_STR_MAX - 1, NULL, true,
+	 "Base URL of the provider's API (http:// or https://); paths are appended to it.",
+	 check_url},
+	{"provider", "format", LT_CFG_ENUM, POFF(format), "openai", 0, 0, format_choices, true,
+	 "Wire format the provider speaks (openai, gemini, qwen)."},
+	{"provider", "credential", LT_CFG_STR, POFF(credential), "none", 1, 128, NULL, true,
+	 "Where the API key comes from: none, env:VARIABLE, or secret (set with leakyctl "
+	 "provider set-credential; stored encrypted under secrets/).",
+	 check_credential},
+	{"provider", "ca_file", LT_CFG_STR, POFF(ca_file), "/etc/ssl/certs/ca-certificates.crt", 1,
+	 LT_CFG_STR_MAX - 1, NULL, true,
+	 "PEM bundle of certificate authorities trusted for https:// base URLs."},
+	{"provider", "default_model", LT_CFG_STR, POFF(default_model), "", 0,
+	 LT_CFG_MODEL_NAME_MAX - 1, NULL, true,
+	 "Model used by POST /api/v1/PROVIDER/chat (a [model.NAME] of this provider)."},
+	{"provider", "passthrough_models", LT_CFG_BOOL, POFF(passthrough_models), "no", 0, 0, NULL,
+	 true, "Accept PROVIDER/MODEL-ID for models not configured, billed at the price_* below."},
+	{"provider", "price_input", LT_CFG_INT, POFF(price_input), "0", 0, INT64_C(1000000000000),
+	 NULL, true, "Passthrough models: micro-dollars per 1M input tokens."},
+	{"provider", "price_cached_input", LT_CFG_INT, POFF(price_cached_input), "0", 0,
+	 INT64_C(1000000000000), NULL, true,
+	 "Passthrough models: micro-dollars per 1M cached input tokens."},
+	{"provider", "price_output", LT_CFG_INT, POFF(price_output), "0", 0,
+	 INT64_C(1000000000000), NULL, true,
+	 "Passthrough models: micro-dollars per 1M output tokens."},
+	{"provider", "connect_timeout_ms", LT_CFG_INT, POFF(connect_timeout_ms), "1000", 10, 60000,
+	 NULL, true, "Time allowed to connect (and finish the TLS handshake) (milliseconds)."},
+	{"provider", "timeout_ms", LT_CFG_INT, POFF(timeout_ms), "2000", 10, 3600000, NULL, true,
+	 "Deadline of a whole non-streamed call, retries included; past it the client gets 504. "
+	 "Streamed calls must send their first byte within it."},
+	{"provider", "stream_timeout_ms", LT_CFG_INT, POFF(stream_timeout_ms), "600000", 10,
+	 86400000, NULL, true, "Deadline of a whole streamed call (milliseconds)."},
+	{"provider", "retry_attempts", LT_CFG_INT, POFF(retry_attempts), "3", 1, 10, NULL, true,
+	 "Attempts per call, the first included, for connect errors and 429, 502, 503, 504."},
+	{"provider", "retry_backoff_ms", LT_CFG_INT, POFF(retry_backoff_ms), "250", 1, 60000, NULL,
+	 true, "First retry backoff; doubles per retry, with jitter (milliseconds)."},
+	{"provider", "retry_max_backoff_ms", LT_CFG_INT, POFF(retry_max_backoff_ms), "2000", 1,
+	 600000, NULL, true, "Longest single backoff (milliseconds)."},
+	{"provider", "breaker_window", LT_CFG_INT, POFF(breaker_window), "20", 1, 256, NULL, true,
+	 "Circuit breaker: calls remembered."},
+	{"provider", "breaker_min_calls", LT_CFG_INT, POFF(breaker_min_calls), "10", 1, 256, NULL,
+	 true, "Circuit breaker: calls needed before it may open."},
+	{"provider", "breaker_failure_pct", LT_CFG_INT, POFF(breaker_failure_pct), "50", 1, 100,
+	 NULL, true, "Circuit breaker: failure share that opens it (percent)."},
+	{"provider", "breaker_open_ms", LT_CFG_INT, POFF(breaker_open_ms), "10000", 1, 3600000,
+	 NULL, true, "Circuit breaker: how long it stays open before probing (milliseconds)."},
+	{"provider", "breaker_probes", LT_CFG_INT, POFF(breaker_probes), "3", 1, 100, NULL, true,
+	 "Circuit breaker: probe calls let through when half-open; all must succeed to close."},
+	{"provider", "bulkhead", LT_CFG_INT, POFF(bulkhead), "20", 1, 100000, NULL, true,
+	 "Calls to this provider at once; more are refused at once with 503."},
+	{"provider", "pool_size", LT_CFG_INT, POFF(pool_size), "32", 0, 4096, NULL, true,
+	 "Idle keep-alive connections kept open to the provider."},
+	{"provider", "max_response", LT_CFG_SIZE, POFF(max_response), "8M", 4 * KIB, 1 * GIB, NULL,
+	 true, "Largest response body accepted from the provider (bytes, K/M/G suffixes)."},
+};
+
+#define MOFF(f) offsetof(struct lt_cfg_model, f)
+static const struct lt_config_key model_keys[] = {
+	{"model", "provider", LT_CFG_STR, MOFF(provider), "", 1, LT_CFG_PROVIDER_NAME_MAX - 1, NULL,
+	 true, "Name of the [provider.NAME] that serves this model (required)."},
+	{"model", "upstream", LT_CFG_STR, MOFF(upstream), "", 0, 127, NULL, true,
+	 "The provider's id for the model; empty means the model's own name."},
+	{"model", "kind", LT_CFG_ENUM, MOFF(kind), "chat", 0, 0, kind_choices, true,
+	 "What the model does (chat, embedding)."},
+	{"model", "price_input", LT_CFG_INT, MOFF(price_input), "0", 0, INT64_C(1000000000000), NULL,
+	 true, "Micro-dollars per 1M input tokens."},
+	{"model", "price_cached_input", LT_CFG_INT, MOFF(price_cached_input), "0", 0,
+	 INT64_C(1000000000000), NULL, true, "Micro-dollars per 1M cached input tokens."},
+	{"model", "price_output", LT_CFG_INT, MOFF(price_output), "0", 0, INT64_C(1000000000000),
+	 NULL, true, "Micro-dollars per 1M output tokens."},
+	{"model", "context_window", LT_CFG_INT, MOFF(context_window), "128000", 1, 100000000, NULL,
+	 true, "Tokens of prompt plus output the model accepts."},
+	{"model", "max_output", LT_CFG_INT, MOFF(max_output), "4096", 1, 10000000, NULL, true,
+	 "Largest max_tokens accepted, and the default when a request sets none."},
+};
+
 const struct lt_config_key *lt_config_keys(size_t *n)
 {
 	*n = sizeof keys / sizeof keys[0];
 	return keys;
+}
+
+const struct lt_config_key *lt_config_provider_keys(size_t *n)
+{
+	*n = sizeof provider_keys / sizeof provider_keys[0];
+	return provider_keys;
+}
+
+const struct lt_config_key *lt_config_model_keys(size_t *n)
+{
+	*n = sizeof model_keys / sizeof model_keys[0];
+	return model_keys;
+}
+
+const struct lt_cfg_provider *lt_config_provider(const struct lt_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		if (!strcasecmp(cfg->providers[i].name, name))
+			return &cfg->providers[i];
+	return NULL;
+}
+
+const struct lt_cfg_model *lt_config_model(const struct lt_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nmodels; i++)
+		if (!strcasecmp(cfg->models[i].name, name))
+			return &cfg->models[i];
+	return NULL;
+}
+
+static const struct lt_config_key *find_in(const struct lt_config_key *t, size_t n,
+					   const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(t[i].name, name) == 0)
+			return &t[i];
+	return NULL;
 }
 
 static const struct lt_config_key *find_key(const char *section, const char *name)
@@ -126,8 +299,59 @@ static const struct lt_config_key *find_key(const char *section, const char *nam
 	return NULL;
 }
 
+static bool check_hostport_or_empty(const char *value, char *why, size_t whylen)
+{
+	return !*value || parse_hostport(value, why, whylen);
+}
+
+enum dyn_kind { DYN_NONE, DYN_PROVIDER, DYN_MODEL };
+
+/* "provider.NAME" / "model.NAME": the kind, and *name points at NAME. */
+static enum dyn_kind dyn_section(const char *section, const char **name)
+{
+	if (!strncasecmp(section, "provider.", 9)) {
+		*name = section + 9;
+		return DYN_PROVIDER;
+	}
+	if (!strncasecmp(section, "model.", 6)) {
+		*name = section + 6;
+		return DYN_MODEL;
+	}
+	return DYN_NONE;
+}
+
+static bool valid_dyn_name(enum dyn_kind kind, const char *name, char *why, size_t whylen)
+{
+	size_t n = strlen(name);
+	size_t max = kind == DYN_PROVIDER ? LT_CFG_PROVIDER_NAME_MAX - 1 : LT_CFG_MODEL_NAME_MAX - 1;
+	if (n == 0 || n > max) {
+		snprintf(why, whylen, "%s name must be 1 to %zu characters long",
+			 kind == DYN_PROVIDER ? "provider" : "model", max);
+		return false;
+	}
+	for (const char *p = name; *p; p++) {
+		char c = *p;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+			  (kind == DYN_MODEL && ((c >= 'A' && c <= 'Z') || c == '.' || c == ':'));
+		if (kind == DYN_PROVIDER && c >= 'A' && c <= 'Z')
+			ok = true; /* stored lower-case */
+		if (!ok) {
+			snprintf(why, whylen,
+				 kind == DYN_PROVIDER
+					 ? "provider name '%s' may hold only letters, digits, '_' and '-'"
+					 : "model name '%s' may hold only letters, digits and . _ : -",
+				 name);
+			return false;
+		}
+	}
+	return true;
+}
+
 static bool known_section(const char *section)
 {
+	const char *dn;
+	if (dyn_section(section, &dn) != DYN_NONE)
+		return true;
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		if (strcasecmp(keys[i].section, section) == 0)
 			return true;
@@ -206,10 +430,10 @@ static bool ini_safe(const struct lt_config_key *k, const char *v, char *why, si
 }
 
 /* Parse `value` for key k into cfg.  On failure, why explains. */
-static bool set_value(struct lt_config *cfg, const struct lt_config_key *k, const char *value,
-		      char *why, size_t whylen)
+static bool set_value(void *obj, const struct lt_config_key *k, const char *value, char *why,
+		      size_t whylen)
 {
-	char *base = (char *)cfg + k->offset;
+	char *base = (char *)obj + k->offset;
 	switch (k->type) {
 	case LT_CFG_INT:
 	case LT_CFG_SIZE: {
@@ -344,6 +568,12 @@ struct parse_state {
 	struct lt_config *cfg;
 	unsigned char seen[sizeof keys / sizeof keys[0]];
 	int seen_line[sizeof keys / sizeof keys[0]];
+	/* named sections: line of first key, keys seen */
+	int provider_line[LT_CFG_MAX_PROVIDERS];
+	unsigned char provider_seen[LT_CFG_MAX_PROVIDERS][sizeof provider_keys /
+							 sizeof provider_keys[0]];
+	int model_line[LT_CFG_MAX_MODELS];
+	unsigned char model_seen[LT_CFG_MAX_MODELS][sizeof model_keys / sizeof model_keys[0]];
 };
 
 static void fail(struct parse_state *st, const char *fmt, ...)
@@ -401,6 +631,114 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
+static void dyn_defaults(void *obj, const struct lt_config_key *t, size_t n)
+{
+	char why[256];
+	for (size_t i = 0; i < n; i++)
+		if (t[i].def[0] && !set_value(obj, &t[i], t[i].def, why, sizeof why))
+			abort(); /* a bad default is our bug; the unit test catches it */
+}
+
+/* A key of [provider.NAME] or [model.NAME]: find or make the slot. */
+static int dyn_handler(struct parse_state *st, enum dyn_kind dk, const char *section,
+		       const char *dname, const char *name, const char *value)
+{
+	char why[512];
+	if (!valid_dyn_name(dk, dname, why, sizeof why)) {
+		fail(st, "[%s] %s", section, why);
+		return 0;
+	}
+	struct lt_config *cfg = st->cfg;
+	const struct lt_config_key *t = dk == DYN_PROVIDER ? provider_keys : model_keys;
+	size_t nt = dk == DYN_PROVIDER ? sizeof provider_keys / sizeof provider_keys[0]
+				       : sizeof model_keys / sizeof model_keys[0];
+	size_t slot, count = dk == DYN_PROVIDER ? cfg->nproviders : cfg->nmodels;
+	for (slot = 0; slot < count; slot++) {
+		const char *have = dk == DYN_PROVIDER ? cfg->providers[slot].name
+						      : cfg->models[slot].name;
+		if (!strcasecmp(have, dname))
+			break;
+	}
+	void *obj;
+	if (slot == count) {
+		size_t max = dk == DYN_PROVIDER ? LT_CFG_MAX_PROVIDERS : LT_CFG_MAX_MODELS;
+		if (count == max) {
+			fail(st, "too many [%s.*] sections (at most %zu)",
+			     dk == DYN_PROVIDER ? "provider" : "model", max);
+			return 0;
+		}
+		if (dk == DYN_PROVIDER) {
+			struct lt_cfg_provider *p = &cfg->providers[cfg->nproviders++];
+			memset(p, 0, sizeof *p);
+			dyn_defaults(p, t, nt);
+			size_t i = 0;
+			for (; dname[i]; i++)
+				p->name[i] = (char)((dname[i] >= 'A' && dname[i] <= 'Z')
+							    ? dname[i] - 'A' + 'a'
+							    : dname[i]);
+			p->name[i] = '\0';
+			st->provider_line[slot] = st->line;
+		} else {
+			struct lt_cfg_model *m = &cfg->models[cfg->nmodels++];
+			memset(m, 0, sizeof *m);
+			dyn_defaults(m, t, nt);
+			snprintf(m->name, sizeof m->name, "%s", dname);
+			st->model_line[slot] = st->line;
+		}
+	}
+	obj = dk == DYN_PROVIDER ? (void *)&cfg->providers[slot] : (void *)&cfg->models[slot];
+	const struct lt_config_key *k = find_in(t, nt, name);
+	if (!k) {
+		fail(st, "unknown key '%s' in section [%s]", name, section);
+		return 0;
+	}
+	size_t idx = (size_t)(k - t);
+	unsigned char *seen = dk == DYN_PROVIDER ? &st->provider_seen[slot][idx]
+						 : &st->model_seen[slot][idx];
+	if (*seen) {
+		fail(st, "duplicate key '%s' in section [%s]", name, section);
+		return 0;
+	}
+	*seen = 1;
+	if (!set_value(obj, k, value, why, sizeof why)) {
+		fail(st, "[%s] %s", section, why);
+		return 0;
+	}
+	return 1;
+}
+
+/* After the file: required keys and references between sections. */
+static void dyn_validate(struct parse_state *st)
+{
+	struct lt_config *cfg = st->cfg;
+	for (size_t i = 0; i < cfg->nproviders && !st->err_line; i++) {
+		const struct lt_cfg_provider *p = &cfg->providers[i];
+		st->line = st->provider_line[i];
+		if (!p->base_url[0])
+			fail(st, "[provider.%s] base_url is required", p->name);
+		else if (p->default_model[0]) {
+			const struct lt_cfg_model *m = lt_config_model(cfg, p->default_model);
+			if (!m || strcasecmp(m->provider, p->name))
+				fail(st, "[provider.%s] default_model '%s' is not a [model.NAME] of "
+					 "this provider",
+				     p->name, p->default_model);
+		}
+	}
+	for (size_t i = 0; i < cfg->nmodels && !st->err_line; i++) {
+		struct lt_cfg_model *m = &cfg->models[i];
+		st->line = st->model_line[i];
+		if (!m->provider[0])
+			fail(st, "[model.%s] provider is required", m->name);
+		else if (!lt_config_provider(cfg, m->provider))
+			fail(st, "[model.%s] provider '%s' has no [provider.%s] section", m->name,
+			     m->provider, m->provider);
+		else
+			for (char *c = m->provider; *c; c++)
+				if (*c >= 'A' && *c <= 'Z')
+					*c = (char)(*c - 'A' + 'a');
+	}
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_state *st = user;
@@ -411,6 +749,10 @@ static int handler(void *user, const char *section, const char *name, const char
 		fail(st, "key '%s' outside any section", name);
 		return 0;
 	}
+	const char *dname;
+	enum dyn_kind dk = dyn_section(section, &dname);
+	if (dk != DYN_NONE)
+		return dyn_handler(st, dk, section, dname, name, value);
 	const struct lt_config_key *k = find_key(section, name);
 	if (!k) {
 		fail(st, "unknown key '%s' in section [%s]", name, section);
@@ -449,6 +791,8 @@ enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err)
 	/* An indented line would continue the previous value: refuse it. */
 	ini_allow_multiline = false;
 	int rc = ini_parse_stream(reader, st, handler, st);
+	if (rc == 0 && !st->err_line && !ferror(st->fp))
+		dyn_validate(st);
 	enum lt_err res = LT_OK;
 	if (ferror(st->fp)) {
 		snprintf(err, LT_CFG_ERR_MAX, "%s: read error", path);
@@ -470,10 +814,10 @@ enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err)
 
 /* ---- rendering ---- */
 
-void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key *k, char *out,
+void lt_config_value_str(const void *obj, const struct lt_config_key *k, char *out,
 			 size_t out_len)
 {
-	const char *base = (const char *)cfg + k->offset;
+	const char *base = (const char *)obj + k->offset;
 	int64_t v;
 	bool b;
 	switch (k->type) {
@@ -505,6 +849,17 @@ void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key
 	}
 }
 
+static void render_dyn(struct lt_buf *out, const char *kind, const char *name, const void *obj,
+		       const struct lt_config_key *t, size_t n)
+{
+	char val[LT_CFG_STR_MAX];
+	lt_buf_printf(out, "\n[%s.%s]\n", kind, name);
+	for (size_t i = 0; i < n; i++) {
+		lt_config_value_str(obj, &t[i], val, sizeof val);
+		lt_buf_printf(out, "# %s\n%s = %s\n", t[i].help, t[i].name, val);
+	}
+}
+
 void lt_config_render(const struct lt_config *cfg, struct lt_buf *out)
 {
 	const char *section = "";
@@ -532,6 +887,53 @@ void lt_config_render(const struct lt_config *cfg, struct lt_buf *out)
 		lt_config_value_str(cfg, k, val, sizeof val);
 		lt_buf_printf(out, "%s = %s\n", k->name, val);
 	}
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		render_dyn(out, "provider", cfg->providers[i].name, &cfg->providers[i],
+			   provider_keys, sizeof provider_keys / sizeof provider_keys[0]);
+	for (size_t i = 0; i < cfg->nmodels; i++)
+		render_dyn(out, "model", cfg->models[i].name, &cfg->models[i], model_keys,
+			   sizeof model_keys / sizeof model_keys[0]);
+}
+
+/* Differences in [provider.*] or [model.*]: one report per changed key,
+ * added or removed section (value "" for the side that lacks it). */
+static size_t dyn_diff(const char *kind, const struct lt_config *cur,
+		       const struct lt_config *next, lt_config_diff_fn fn, void *arg)
+{
+	bool prov = kind[0] == 'p';
+	const struct lt_config_key *t = prov ? provider_keys : model_keys;
+	size_t nt = prov ? sizeof provider_keys / sizeof provider_keys[0]
+			 : sizeof model_keys / sizeof model_keys[0];
+	size_t n = 0;
+	char a[LT_CFG_STR_MAX], b[LT_CFG_STR_MAX];
+	for (int side = 0; side < 2; side++) {
+		const struct lt_config *x = side ? next : cur, *y = side ? cur : next;
+		size_t cnt = prov ? x->nproviders : x->nmodels;
+		for (size_t i = 0; i < cnt; i++) {
+			const char *name = prov ? x->providers[i].name : x->models[i].name;
+			const void *ox = prov ? (const void *)&x->providers[i]
+					      : (const void *)&x->models[i];
+			const void *oy = prov ? (const void *)lt_config_provider(y, name)
+					      : (const void *)lt_config_model(y, name);
+			if (side && oy)
+				continue; /* present in both: compared on side 0 */
+			for (size_t j = 0; j < nt; j++) {
+				lt_config_value_str(ox, &t[j], a, sizeof a);
+				if (oy)
+					lt_config_value_str(oy, &t[j], b, sizeof b);
+				else
+					b[0] = '\0';
+				if (strcmp(a, b) == 0)
+					continue;
+				n++;
+				if (fn)
+					fn(arg, &t[j], side ? b : a, side ? a : b, true);
+				if (!oy)
+					break; /* one report for a whole added/removed section */
+			}
+		}
+	}
+	return n;
 }
 
 size_t lt_config_merge_reload(const struct lt_config *cur, struct lt_config *next,
@@ -556,5 +958,7 @@ size_t lt_config_merge_reload(const struct lt_config *cur, struct lt_config *nex
 		if (fn)
 			fn(arg, k, a, b, k->reloadable);
 	}
+	n += dyn_diff("provider", cur, next, fn, arg);
+	n += dyn_diff("model", cur, next, fn, arg);
 	return n;
 }

@@ -28,6 +28,54 @@
 
 enum lt_sync_mode { LT_SYNC_OFF, LT_SYNC_NORMAL, LT_SYNC_FULL };
 
+/* Providers and models are named sections, [provider.NAME] and
+ * [model.NAME], parsed by their own key tables (lt_config_provider_keys,
+ * lt_config_model_keys) into fixed arrays. */
+#define LT_CFG_MAX_PROVIDERS 16
+#define LT_CFG_MAX_MODELS 64
+#define LT_CFG_PROVIDER_NAME_MAX 32 /* [a-z0-9_-], stored lower-case */
+#define LT_CFG_MODEL_NAME_MAX 96    /* [A-Za-z0-9._:-] */
+
+enum lt_provider_format { LT_PFMT_OPENAI, LT_PFMT_GEMINI, LT_PFMT_QWEN };
+enum lt_model_kind { LT_MODEL_CHAT, LT_MODEL_EMBEDDING };
+
+struct lt_cfg_provider {
+	char name[LT_CFG_PROVIDER_NAME_MAX];
+	char base_url[LT_CFG_STR_MAX];
+	int64_t format; /* enum lt_provider_format */
+	char credential[LT_CFG_STR_MAX]; /* "none", "env:VAR" or "secret" */
+	char ca_file[LT_CFG_STR_MAX];
+	char default_model[LT_CFG_MODEL_NAME_MAX];
+	bool passthrough_models; /* provider/ANY-ID allowed, billed at the price_* below */
+	int64_t price_input, price_cached_input, price_output;
+	int64_t connect_timeout_ms;
+	int64_t timeout_ms;
+	int64_t stream_timeout_ms;
+	int64_t retry_attempts;
+	int64_t retry_backoff_ms;
+	int64_t retry_max_backoff_ms;
+	int64_t breaker_window;
+	int64_t breaker_min_calls;
+	int64_t breaker_failure_pct;
+	int64_t breaker_open_ms;
+	int64_t breaker_probes;
+	int64_t bulkhead;
+	int64_t pool_size;
+	int64_t max_response;
+};
+
+struct lt_cfg_model {
+	char name[LT_CFG_MODEL_NAME_MAX];
+	char provider[LT_CFG_PROVIDER_NAME_MAX];
+	char upstream[128]; /* the provider's model id; "" = the name */
+	int64_t kind;	    /* enum lt_model_kind */
+	int64_t price_input; /* micro-dollars per 1M tokens */
+	int64_t price_cached_input;
+	int64_t price_output;
+	int64_t context_window; /* tokens */
+	int64_t max_output;	/* output cap and default max_tokens */
+};
+
 struct lt_config {
 	/* [http] */
 	char http_listen[LT_CFG_STR_MAX];
@@ -63,9 +111,28 @@ struct lt_config {
 	/* [stubs] */
 	bool stubs_enabled;
 	char stubs_listen[LT_CFG_STR_MAX];
+	char stubs_tls_listen[LT_CFG_STR_MAX]; /* "" = no TLS listener */
+	char stubs_tls_cert[LT_CFG_STR_MAX];   /* PEM: certificate then key */
+	int64_t stubs_threads;
+	int64_t stubs_latency_ms;
+	int64_t stubs_jitter_ms;
+	int64_t stubs_token_delay_ms;
+	int64_t stubs_error_rate_pct;
+	int64_t stubs_error_status;
+	int64_t stubs_retry_after_s;
+	int64_t stubs_spike_rate_pct;
+	int64_t stubs_spike_ms;
+	int64_t stubs_drop_rate_pct;
+	int64_t stubs_malformed_rate_pct;
 	/* [debug] */
 	bool debug_manual_clock;
 	bool debug_test_endpoints;
+
+	/* [provider.NAME], [model.NAME]: the first nproviders / nmodels used */
+	size_t nproviders;
+	struct lt_cfg_provider providers[LT_CFG_MAX_PROVIDERS];
+	size_t nmodels;
+	struct lt_cfg_model models[LT_CFG_MAX_MODELS];
 
 	char source[LT_CFG_STR_MAX]; /* file it came from, "" for defaults */
 };
@@ -90,6 +157,15 @@ struct lt_config_key {
 /* The table, in file order. */
 const struct lt_config_key *lt_config_keys(size_t *n);
 
+/* The keys of a [provider.NAME] / [model.NAME] section; offsets are into
+ * struct lt_cfg_provider / struct lt_cfg_model.  All are reloadable. */
+const struct lt_config_key *lt_config_provider_keys(size_t *n);
+const struct lt_config_key *lt_config_model_keys(size_t *n);
+
+/* Lookups in a config (names compared case-insensitively); NULL if absent. */
+const struct lt_cfg_provider *lt_config_provider(const struct lt_config *cfg, const char *name);
+const struct lt_cfg_model *lt_config_model(const struct lt_config *cfg, const char *name);
+
 /* Fill cfg with every default.  Cannot fail (the defaults are tested). */
 void lt_config_defaults(struct lt_config *cfg);
 
@@ -104,7 +180,9 @@ enum lt_err lt_config_set(struct lt_config *cfg, const char *section, const char
 			  const char *value, const char *origin, char *err);
 
 /* Render a key's current value as it would be written in the file. */
-void lt_config_value_str(const struct lt_config *cfg, const struct lt_config_key *k, char *out,
+/* obj is the struct lt_config (or, for provider and model keys, the struct
+ * lt_cfg_provider / lt_cfg_model) the key's offset is into. */
+void lt_config_value_str(const void *obj, const struct lt_config_key *k, char *out,
 			 size_t out_len);
 
 /* The commented INI rendering of cfg: every key with its help, bounds and

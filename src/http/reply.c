@@ -61,6 +61,11 @@ int lt_err_http_status(enum lt_err err)
 	case LT_EBUSY:
 	case LT_ESTOPPED: return 503;
 	case LT_ETIMEOUT: return 504;
+	case LT_ECONNECT:
+	case LT_ETLS:
+	case LT_EPROTO:
+	case LT_ECLOSED: return 502;
+	case LT_EUNAVAIL: return 503;
 	case LT_ENOMEM:
 	case LT_EIO:
 	case LT_ESCHEMA:

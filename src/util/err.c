@@ -22,6 +22,11 @@ const char *lt_strerror(enum lt_err err)
 	case LT_ECONFIG: return "configuration error";
 	case LT_ETIMEOUT: return "timed out";
 	case LT_ESYNTAX: return "syntax error";
+	case LT_ECONNECT: return "connection failed";
+	case LT_ETLS: return "TLS failure";
+	case LT_EPROTO: return "protocol error";
+	case LT_EUNAVAIL: return "unavailable";
+	case LT_ECLOSED: return "connection closed";
 	}
 	return "unknown error";
 }

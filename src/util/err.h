@@ -27,6 +27,11 @@ enum lt_err {
 	LT_ECONFIG,   /* configuration error */
 	LT_ETIMEOUT,  /* a deadline passed */
 	LT_ESYNTAX,   /* malformed input that could not be parsed */
+	LT_ECONNECT,  /* could not connect to an upstream */
+	LT_ETLS,      /* TLS handshake or certificate failure */
+	LT_EPROTO,    /* an upstream broke its protocol (bad HTTP, bad JSON) */
+	LT_EUNAVAIL,  /* refused without trying: circuit open */
+	LT_ECLOSED,   /* the peer closed the connection */
 };
 
 /* Static, human-readable name of an error; never NULL. */
