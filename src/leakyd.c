@@ -29,6 +29,8 @@
 #include "conf/config.h"
 #include "http/listener.h"
 #include "observe.h"
+#include "stubs/stubs.h"
+#include "usage_hook.h"
 #include "scheduler.h"
 #include "server.h"
 #include "store/datadir.h"
@@ -51,6 +53,7 @@ static void usage(FILE *out)
 		"  -l, --listen HOST:PORT   API listener (env LEAKYD_LISTEN; default "
 		"127.0.0.1:8080)\n"
 		"      --stubs-listen HOST:PORT  provider stubs listener (default 127.0.0.1:8090)\n"
+		"      --stubs-only         serve only the provider stubs (no storage, no API)\n"
 		"      --check-config       validate the configuration and exit\n"
 		"      --version            print the version and exit\n"
 		"  -h, --help               this text\n"
@@ -171,10 +174,56 @@ static void log_diff(void *arg, const struct lt_config_key *k, const char *old_v
 			    k->section, k->name, old_value, new_value, old_value);
 }
 
+static void reload(struct lt_server *srv, const struct overrides *o);
+
 static void apply_runtime(struct lt_server *srv, const struct lt_config *cfg)
 {
 	atomic_store(&srv->log.level, (int)cfg->log_level);
 	atomic_store(&srv->log.access, cfg->log_access);
+	if (srv->stubs)
+		lt_stubs_reload(srv->stubs, cfg);
+	if (srv->providers.log)
+		lt_registry_configure(&srv->providers, cfg);
+}
+
+static enum lt_err start_stubs(struct lt_server *srv, const struct lt_config *cfg)
+{
+	char why[512];
+	enum lt_err e = lt_stubs_start(cfg, &srv->log, &srv->stubs, why, sizeof why);
+	if (e) {
+		lt_log_error(&srv->log, "provider stubs: %s", why);
+		return e;
+	}
+	char extra[128];
+	snprintf(extra, sizeof extra, ",\"stubs_port\":%d,\"stubs_tls_port\":%d",
+		 lt_stubs_port(srv->stubs), lt_stubs_tls_port(srv->stubs));
+	lt_log_msg(&srv->log, LT_LOG_INFO, extra, "provider stubs listening on %s (port %d)",
+		   cfg->stubs_listen, lt_stubs_port(srv->stubs));
+	return LT_OK;
+}
+
+/* --stubs-only: the stubs and nothing else, until SIGTERM or SIGINT. */
+static int run_stubs_only(struct lt_server *srv, const struct overrides *o, sigset_t *sigs)
+{
+	const struct lt_config *cfg = lt_server_config_acquire(srv);
+	enum lt_err e = start_stubs(srv, cfg);
+	lt_server_config_release(srv, cfg);
+	if (e)
+		return EX_UNAVAILABLE;
+	for (;;) {
+		int sig = 0;
+		if (sigwait(sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			reload(srv, o);
+			continue;
+		}
+		break;
+	}
+	lt_stubs_stop(srv->stubs);
+	srv->stubs = NULL;
+	lt_log_info(&srv->log, "stopped");
+	return 0;
 }
 
 static void reload(struct lt_server *srv, const struct overrides *o)
@@ -237,13 +286,14 @@ int main(int argc, char **argv)
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
 		{"stubs-listen", required_argument, NULL, 'S'},
+		{"stubs-only", no_argument, NULL, 'O'},
 		{"check-config", no_argument, NULL, 'C'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct overrides o = {0};
-	bool check_only = false;
+	bool check_only = false, stubs_only = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:d:l:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -252,6 +302,7 @@ int main(int argc, char **argv)
 		case 'l': o.listen = optarg; break;
 		case 'S': o.stubs_listen = optarg; break;
 		case 'C': check_only = true; break;
+		case 'O': stubs_only = true; break;
 		case 'V': printf("leakyd %s (%s)\n", LT_VERSION, LT_GIT_REV); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EX_USAGE;
@@ -326,20 +377,46 @@ int main(int argc, char **argv)
 		free(cfg);
 		return EX_OSERR;
 	}
+	if (stubs_only) {
+		free(cfg);
+		int src = run_stubs_only(&srv, &o, &sigs);
+		lt_metrics_release(&srv.metrics);
+		lt_server_config_release(&srv, &srv.config->cfg);
+		lt_log_release(&srv.log);
+		pthread_mutex_destroy(&srv.cfg_lock);
+		return src;
+	}
+	{
+		char sdir[LT_CFG_STR_MAX + 16];
+		snprintf(sdir, sizeof sdir, "%s/secrets", cfg->storage_data_dir);
+		if (lt_usage_hook_init(&srv) ||
+		    lt_registry_init(&srv.providers, &srv.clock, &srv.log, &srv.metrics, sdir)) {
+			fprintf(stderr, "leakyd: out of memory\n");
+			free(cfg);
+			return EX_OSERR;
+		}
+	}
 	srv.routes = lt_api_routes(&srv.nroutes);
 	if (cfg->debug_manual_clock)
 		lt_log_warn(&srv.log, "manual clock is on ([debug] manual_clock): for tests only");
-	if (cfg->stubs_enabled)
-		lt_log_warn(&srv.log,
-			    "[stubs] enabled: the built-in provider stubs are not in this "
-			    "build yet; nothing listens on %s",
-			    cfg->stubs_listen);
+	if (cfg->stubs_enabled && start_stubs(&srv, cfg)) {
+		free(cfg);
+		lt_registry_release(&srv.providers);
+		lt_metrics_release(&srv.metrics);
+		lt_server_config_release(&srv, &srv.config->cfg);
+		lt_log_release(&srv.log);
+		pthread_mutex_destroy(&srv.cfg_lock);
+		return EX_UNAVAILABLE;
+	}
 
 	char herr[LT_HTTP_ERR_MAX];
 	if (lt_http_start(&srv, herr)) {
 		lt_log_error(&srv.log, "%s", herr);
 		free(cfg);
 		/* Nothing else has started: release what main owns (LSan). */
+		if (srv.stubs)
+			lt_stubs_stop(srv.stubs);
+		lt_registry_release(&srv.providers);
 		lt_metrics_release(&srv.metrics);
 		lt_server_config_release(&srv, &srv.config->cfg);
 		lt_log_release(&srv.log);
@@ -354,6 +431,8 @@ int main(int argc, char **argv)
 	}
 	struct lt_scheduler sched = {0};
 	int rc = open_storage(&srv, cfg);
+	if (!rc)
+		lt_registry_configure(&srv.providers, cfg);
 	if (!rc && lt_scheduler_start(&sched, &srv)) {
 		lt_log_error(&srv.log, "cannot start the scheduler thread");
 		rc = EX_OSERR;
@@ -381,6 +460,10 @@ int main(int argc, char **argv)
 		lt_http_stop(&srv);
 	}
 	lt_scheduler_stop(&sched);
+	if (srv.stubs) {
+		lt_stubs_stop(srv.stubs);
+		srv.stubs = NULL;
+	}
 	if (atomic_load(&srv.inflight) == 0) /* else handlers may still use it */
 		lt_auth_close(&srv.auth);
 	lt_writer_stop(&srv.writer);
@@ -395,6 +478,7 @@ int main(int argc, char **argv)
 		_exit(rc);
 	}
 	lt_writer_release(&srv.writer);
+	lt_registry_release(&srv.providers);
 	lt_metrics_release(&srv.metrics);
 	lt_server_config_release(&srv, &srv.config->cfg);
 	lt_log_release(&srv.log);

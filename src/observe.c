@@ -86,6 +86,11 @@ static double file_size(const char *path)
 void lt_observe_collect(struct lt_server *srv)
 {
 	struct lt_server_metrics *m = &srv->m;
+	if (srv->providers.log) {
+		const struct lt_config *cfg = lt_server_config_acquire(srv);
+		lt_registry_observe(&srv->providers, cfg);
+		lt_server_config_release(srv, cfg);
+	}
 	/* Workers set the gauge as they start and end requests, but two racing
 	 * workers can store their counts out of order; at scrape time read the
 	 * counter itself so the rendered value is exact. */

@@ -13,6 +13,8 @@
  *   metrics    the registry, plus the handles of leakyd's own families.
  *   db/writer  leaky.db: the writer thread owns the write connection.
  *   kv         the LMDB environment (buckets/).
+ *   providers  provider registry: breakers, bulkheads, upstream pools.
+ *   stubs      the built-in provider stubs when [stubs] enabled.
  *   ready      bit set of LT_READY_* conditions; /readyz is 200 when all
  *              required bits are set and LT_READY_DRAINING is not.
  *   inflight   requests being handled now (admission uses it).
@@ -27,6 +29,7 @@
 
 #include "auth/auth.h"
 #include "conf/config.h"
+#include "provider/registry.h"
 #include "store/writer.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -36,6 +39,7 @@ struct sqlite3;
 struct lt_kv;
 struct mg_context;
 struct lt_route;
+struct lt_stubs;
 
 enum {
 	LT_READY_STORAGE = 1 << 0,   /* leaky.db open */
@@ -69,6 +73,13 @@ struct lt_server_metrics {
 	struct lt_metric_family *writer_group;
 	struct lt_metric_family *reloads; /* outcome */
 	struct lt_series *inflight_s;
+	/* provider usage (usage_hook.c) */
+	struct lt_metric_family *prov_requests; /* provider, model, outcome */
+	struct lt_metric_family *prov_tokens;	/* provider, model, kind */
+	struct lt_metric_family *prov_cost;	/* provider, model */
+	struct lt_metric_family *prov_latency;	/* provider */
+	struct lt_metric_family *prov_ttft;	/* provider */
+	struct lt_metric_family *prov_disconnects;
 };
 
 struct lt_server {
@@ -85,7 +96,9 @@ struct lt_server {
 	struct sqlite3 *db; /* the writer's connection */
 	struct lt_writer writer;
 	struct lt_kv *kv;
-	struct lt_auth auth; /* valid once LT_READY_AUTH is set */
+	struct lt_auth auth;	      /* valid once LT_READY_AUTH is set */
+	struct lt_registry providers; /* provider state and the resilient call */
+	struct lt_stubs *stubs;	      /* the built-in stubs, NULL when off */
 
 	atomic_uint ready;
 	atomic_int inflight;

@@ -16,6 +16,18 @@ struct lt_req;
 /* The route table (api/routes.c): static, in match order. */
 const struct lt_route *lt_api_routes(size_t *n);
 
+/* v1.c: the OpenAI-compatible API */
+void lt_api_v1_chat(struct lt_req *req);
+void lt_api_v1_embeddings(struct lt_req *req);
+void lt_api_v1_models(struct lt_req *req);
+void lt_api_v1_model_get(struct lt_req *req);
+
+/* providers.c */
+void lt_api_provider_chat(struct lt_req *req);
+void lt_api_admin_providers(struct lt_req *req);
+void lt_api_admin_prices(struct lt_req *req);
+void lt_api_admin_provider_reset(struct lt_req *req);
+
 /* ops.c */
 void lt_api_healthz(struct lt_req *req);
 void lt_api_readyz(struct lt_req *req);

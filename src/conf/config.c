@@ -139,7 +139,7 @@ static const struct lt_config_key keys[] = {
 	 check_hostport_or_empty},
 	{"stubs", "tls_cert", LT_CFG_STR, OFF(stubs_tls_cert), "", 0, LT_CFG_STR_MAX - 1, NULL,
 	 false, "PEM file with the stubs' TLS certificate followed by its private key."},
-	{"stubs", "threads", LT_CFG_INT, OFF(stubs_threads), "32", 2, 1024, NULL, false,
+	{"stubs", "threads", LT_CFG_INT, OFF(stubs_threads), "128", 2, 4096, NULL, false,
 	 "Worker threads of the stubs listener (one per open connection)."},
 	{"stubs", "latency_ms", LT_CFG_INT, OFF(stubs_latency_ms), "0", 0, 600000, NULL, true,
 	 "Fixed delay before each stub answer (milliseconds)."},
@@ -193,9 +193,8 @@ static const struct lt_config_key provider_keys[] = {
 	{"provider", "price_cached_input", LT_CFG_INT, POFF(price_cached_input), "0", 0,
 	 INT64_C(1000000000000), NULL, true,
 	 "Passthrough models: micro-dollars per 1M cached input tokens."},
-	{"provider", "price_output", LT_CFG_INT, POFF(price_output), "0", 0,
-	 INT64_C(1000000000000), NULL, true,
-	 "Passthrough models: micro-dollars per 1M output tokens."},
+	{"provider", "price_output", LT_CFG_INT, POFF(price_output), "0", 0, INT64_C(1000000000000),
+	 NULL, true, "Passthrough models: micro-dollars per 1M output tokens."},
 	{"provider", "connect_timeout_ms", LT_CFG_INT, POFF(connect_timeout_ms), "1000", 10, 60000,
 	 NULL, true, "Time allowed to connect (and finish the TLS handshake) (milliseconds)."},
 	{"provider", "timeout_ms", LT_CFG_INT, POFF(timeout_ms), "2000", 10, 3600000, NULL, true,
@@ -235,8 +234,8 @@ static const struct lt_config_key model_keys[] = {
 	 "The provider's id for the model; empty means the model's own name."},
 	{"model", "kind", LT_CFG_ENUM, MOFF(kind), "chat", 0, 0, kind_choices, true,
 	 "What the model does (chat, embedding)."},
-	{"model", "price_input", LT_CFG_INT, MOFF(price_input), "0", 0, INT64_C(1000000000000), NULL,
-	 true, "Micro-dollars per 1M input tokens."},
+	{"model", "price_input", LT_CFG_INT, MOFF(price_input), "0", 0, INT64_C(1000000000000),
+	 NULL, true, "Micro-dollars per 1M input tokens."},
 	{"model", "price_cached_input", LT_CFG_INT, MOFF(price_cached_input), "0", 0,
 	 INT64_C(1000000000000), NULL, true, "Micro-dollars per 1M cached input tokens."},
 	{"model", "price_output", LT_CFG_INT, MOFF(price_output), "0", 0, INT64_C(1000000000000),
@@ -323,7 +322,8 @@ static enum dyn_kind dyn_section(const char *section, const char **name)
 static bool valid_dyn_name(enum dyn_kind kind, const char *name, char *why, size_t whylen)
 {
 	size_t n = strlen(name);
-	size_t max = kind == DYN_PROVIDER ? LT_CFG_PROVIDER_NAME_MAX - 1 : LT_CFG_MODEL_NAME_MAX - 1;
+	size_t max =
+		kind == DYN_PROVIDER ? LT_CFG_PROVIDER_NAME_MAX - 1 : LT_CFG_MODEL_NAME_MAX - 1;
 	if (n == 0 || n > max) {
 		snprintf(why, whylen, "%s name must be 1 to %zu characters long",
 			 kind == DYN_PROVIDER ? "provider" : "model", max);
@@ -331,15 +331,17 @@ static bool valid_dyn_name(enum dyn_kind kind, const char *name, char *why, size
 	}
 	for (const char *p = name; *p; p++) {
 		char c = *p;
-		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+			  c == '-' ||
 			  (kind == DYN_MODEL && ((c >= 'A' && c <= 'Z') || c == '.' || c == ':'));
 		if (kind == DYN_PROVIDER && c >= 'A' && c <= 'Z')
 			ok = true; /* stored lower-case */
 		if (!ok) {
 			snprintf(why, whylen,
-				 kind == DYN_PROVIDER
-					 ? "provider name '%s' may hold only letters, digits, '_' and '-'"
-					 : "model name '%s' may hold only letters, digits and . _ : -",
+				 kind == DYN_PROVIDER ? "provider name '%s' may hold only letters, "
+							"digits, '_' and '-'"
+						      : "model name '%s' may hold only letters, "
+							"digits and . _ : -",
 				 name);
 			return false;
 		}
@@ -570,8 +572,8 @@ struct parse_state {
 	int seen_line[sizeof keys / sizeof keys[0]];
 	/* named sections: line of first key, keys seen */
 	int provider_line[LT_CFG_MAX_PROVIDERS];
-	unsigned char provider_seen[LT_CFG_MAX_PROVIDERS][sizeof provider_keys /
-							 sizeof provider_keys[0]];
+	unsigned char provider_seen[LT_CFG_MAX_PROVIDERS]
+				   [sizeof provider_keys / sizeof provider_keys[0]];
 	int model_line[LT_CFG_MAX_MODELS];
 	unsigned char model_seen[LT_CFG_MAX_MODELS][sizeof model_keys / sizeof model_keys[0]];
 };
@@ -654,8 +656,8 @@ static int dyn_handler(struct parse_state *st, enum dyn_kind dk, const char *sec
 				       : sizeof model_keys / sizeof model_keys[0];
 	size_t slot, count = dk == DYN_PROVIDER ? cfg->nproviders : cfg->nmodels;
 	for (slot = 0; slot < count; slot++) {
-		const char *have = dk == DYN_PROVIDER ? cfg->providers[slot].name
-						      : cfg->models[slot].name;
+		const char *have =
+			dk == DYN_PROVIDER ? cfg->providers[slot].name : cfg->models[slot].name;
 		if (!strcasecmp(have, dname))
 			break;
 	}
@@ -693,8 +695,8 @@ static int dyn_handler(struct parse_state *st, enum dyn_kind dk, const char *sec
 		return 0;
 	}
 	size_t idx = (size_t)(k - t);
-	unsigned char *seen = dk == DYN_PROVIDER ? &st->provider_seen[slot][idx]
-						 : &st->model_seen[slot][idx];
+	unsigned char *seen =
+		dk == DYN_PROVIDER ? &st->provider_seen[slot][idx] : &st->model_seen[slot][idx];
 	if (*seen) {
 		fail(st, "duplicate key '%s' in section [%s]", name, section);
 		return 0;
@@ -719,8 +721,9 @@ static void dyn_validate(struct parse_state *st)
 		else if (p->default_model[0]) {
 			const struct lt_cfg_model *m = lt_config_model(cfg, p->default_model);
 			if (!m || strcasecmp(m->provider, p->name))
-				fail(st, "[provider.%s] default_model '%s' is not a [model.NAME] of "
-					 "this provider",
+				fail(st,
+				     "[provider.%s] default_model '%s' is not a [model.NAME] of "
+				     "this provider",
 				     p->name, p->default_model);
 		}
 	}
@@ -814,8 +817,7 @@ enum lt_err lt_config_load(const char *path, struct lt_config *cfg, char *err)
 
 /* ---- rendering ---- */
 
-void lt_config_value_str(const void *obj, const struct lt_config_key *k, char *out,
-			 size_t out_len)
+void lt_config_value_str(const void *obj, const struct lt_config_key *k, char *out, size_t out_len)
 {
 	const char *base = (const char *)obj + k->offset;
 	int64_t v;
@@ -897,8 +899,8 @@ void lt_config_render(const struct lt_config *cfg, struct lt_buf *out)
 
 /* Differences in [provider.*] or [model.*]: one report per changed key,
  * added or removed section (value "" for the side that lacks it). */
-static size_t dyn_diff(const char *kind, const struct lt_config *cur,
-		       const struct lt_config *next, lt_config_diff_fn fn, void *arg)
+static size_t dyn_diff(const char *kind, const struct lt_config *cur, const struct lt_config *next,
+		       lt_config_diff_fn fn, void *arg)
 {
 	bool prov = kind[0] == 'p';
 	const struct lt_config_key *t = prov ? provider_keys : model_keys;
@@ -911,8 +913,8 @@ static size_t dyn_diff(const char *kind, const struct lt_config *cur,
 		size_t cnt = prov ? x->nproviders : x->nmodels;
 		for (size_t i = 0; i < cnt; i++) {
 			const char *name = prov ? x->providers[i].name : x->models[i].name;
-			const void *ox = prov ? (const void *)&x->providers[i]
-					      : (const void *)&x->models[i];
+			const void *ox =
+				prov ? (const void *)&x->providers[i] : (const void *)&x->models[i];
 			const void *oy = prov ? (const void *)lt_config_provider(y, name)
 					      : (const void *)lt_config_model(y, name);
 			if (side && oy)

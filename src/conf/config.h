@@ -42,7 +42,7 @@ enum lt_model_kind { LT_MODEL_CHAT, LT_MODEL_EMBEDDING };
 struct lt_cfg_provider {
 	char name[LT_CFG_PROVIDER_NAME_MAX];
 	char base_url[LT_CFG_STR_MAX];
-	int64_t format; /* enum lt_provider_format */
+	int64_t format;			 /* enum lt_provider_format */
 	char credential[LT_CFG_STR_MAX]; /* "none", "env:VAR" or "secret" */
 	char ca_file[LT_CFG_STR_MAX];
 	char default_model[LT_CFG_MODEL_NAME_MAX];
@@ -67,8 +67,8 @@ struct lt_cfg_provider {
 struct lt_cfg_model {
 	char name[LT_CFG_MODEL_NAME_MAX];
 	char provider[LT_CFG_PROVIDER_NAME_MAX];
-	char upstream[128]; /* the provider's model id; "" = the name */
-	int64_t kind;	    /* enum lt_model_kind */
+	char upstream[128];  /* the provider's model id; "" = the name */
+	int64_t kind;	     /* enum lt_model_kind */
 	int64_t price_input; /* micro-dollars per 1M tokens */
 	int64_t price_cached_input;
 	int64_t price_output;
@@ -182,8 +182,7 @@ enum lt_err lt_config_set(struct lt_config *cfg, const char *section, const char
 /* Render a key's current value as it would be written in the file. */
 /* obj is the struct lt_config (or, for provider and model keys, the struct
  * lt_cfg_provider / lt_cfg_model) the key's offset is into. */
-void lt_config_value_str(const void *obj, const struct lt_config_key *k, char *out,
-			 size_t out_len);
+void lt_config_value_str(const void *obj, const struct lt_config_key *k, char *out, size_t out_len);
 
 /* The commented INI rendering of cfg: every key with its help, bounds and
  * whether it reloads.  Used for `leakyctl config dump` and the sample. */

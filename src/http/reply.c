@@ -154,8 +154,12 @@ void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id,
 		lt_buf_puts(out, content_type);
 		lt_buf_puts(out, "\r\n");
 	}
-	lt_buf_puts(out, "Content-Length: ");
-	lt_buf_put_u64(out, body_len);
+	if (body_len == LT_REPLY_CHUNKED) {
+		lt_buf_puts(out, "Transfer-Encoding: chunked");
+	} else {
+		lt_buf_puts(out, "Content-Length: ");
+		lt_buf_put_u64(out, body_len);
+	}
 	lt_buf_puts(out,
 		    keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
 	if (correlation_id && *correlation_id) {
@@ -193,6 +197,63 @@ void lt_reply(struct lt_req *req, int status, const char *content_type, const ch
 	if (!b.err && req->conn)
 		mg_write(req->conn, b.data, b.len);
 	lt_buf_release(&b);
+}
+
+enum lt_err lt_reply_stream_begin(struct lt_req *req, int status, const char *content_type,
+				  const char *extra_headers)
+{
+	assert(!req->replied);
+	if (req->replied)
+		return LT_EINVAL;
+	req->replied = true;
+	req->streaming = true;
+	req->status = status;
+	char stack[2048];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, REPLY_MAX);
+	bool ka = req->keep_alive && !req->close_after;
+	lt_reply_render(&b, status, req->correlation_id, ka, content_type, extra_headers,
+			LT_REPLY_CHUNKED, lt_clock_real_ns());
+	if (!ka && req->conn)
+		mg_disable_keep_alive(req->conn);
+	enum lt_err e = b.err ? LT_ETOOBIG : LT_OK;
+	if (!e && req->conn && mg_write(req->conn, b.data, b.len) != (int)b.len)
+		e = LT_ECLOSED;
+	lt_buf_release(&b);
+	if (e)
+		req->stream_broken = true;
+	return e;
+}
+
+enum lt_err lt_reply_stream_write(struct lt_req *req, const char *data, size_t len)
+{
+	assert(req->streaming);
+	if (req->stream_broken)
+		return LT_ECLOSED;
+	if (!len)
+		return LT_OK;
+	char stack[4096];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, len + 64);
+	lt_buf_printf(&b, "%zx\r\n", len);
+	lt_buf_append(&b, data, len);
+	lt_buf_puts(&b, "\r\n");
+	enum lt_err e = b.err ? LT_ENOMEM : LT_OK;
+	if (!e && req->conn && mg_write(req->conn, b.data, b.len) != (int)b.len)
+		e = LT_ECLOSED;
+	lt_buf_release(&b);
+	if (e)
+		req->stream_broken = true;
+	return e;
+}
+
+void lt_reply_stream_end(struct lt_req *req)
+{
+	assert(req->streaming);
+	if (req->stream_broken || !req->conn)
+		return;
+	if (mg_write(req->conn, "0\r\n\r\n", 5) != 5)
+		req->stream_broken = true;
 }
 
 void lt_reply_json(struct lt_req *req, int status, const struct lt_buf *body,

@@ -56,7 +56,9 @@ struct lt_req {
 	bool keep_alive;  /* the client allows reuse */
 	bool close_after; /* answer with Connection: close */
 	bool replied;
-	bool authed; /* principal is set */
+	bool streaming;	    /* the reply is a chunked stream (lt_reply_stream_*) */
+	bool stream_broken; /* a stream write failed: the client is gone */
+	bool authed;	    /* principal is set */
 	struct lt_principal principal;
 	int status;
 	int64_t t0_mono;
@@ -67,6 +69,16 @@ struct lt_req {
  * beyond Content-Length. */
 void lt_reply(struct lt_req *req, int status, const char *content_type, const char *extra_headers,
 	      const char *body, size_t body_len);
+
+/* A streamed reply (SSE): the headers with Transfer-Encoding: chunked, then
+ * one chunk per write, then the terminating chunk.  Writes after a failure
+ * return LT_ECLOSED at once (the client went away); the request then ends
+ * without keep-alive. */
+#define LT_REPLY_CHUNKED ((size_t)-1)
+enum lt_err lt_reply_stream_begin(struct lt_req *req, int status, const char *content_type,
+				  const char *extra_headers);
+enum lt_err lt_reply_stream_write(struct lt_req *req, const char *data, size_t len);
+void lt_reply_stream_end(struct lt_req *req);
 
 /* JSON body from a buffer (its error, if any, becomes a 500). */
 void lt_reply_json(struct lt_req *req, int status, const struct lt_buf *body,
@@ -104,7 +116,8 @@ enum lt_err lt_req_query(const struct lt_req *req, const char *name, char *out, 
 enum lt_err lt_req_param(const struct lt_req *req, const char *name, const char **val, size_t *len);
 
 /* Render the common headers and body into `out` (exposed for tests and for
- * the civetweb error callback). */
+ * the civetweb error callback).  body_len LT_REPLY_CHUNKED renders
+ * Transfer-Encoding: chunked instead of Content-Length. */
 void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id, bool keep_alive,
 		     const char *content_type, const char *extra_headers, size_t body_len,
 		     int64_t now_ns);

@@ -38,10 +38,10 @@ struct lt_breaker_policy {
 struct lt_breaker {
 	enum lt_breaker_state state;
 	unsigned char ring[LT_BREAKER_WINDOW_MAX]; /* 1 = failure */
-	int ring_len;	/* outcomes recorded (≤ window) */
-	int ring_pos;	/* next slot */
-	int failures;	/* failures in the ring */
-	int64_t opened_at; /* ns, when it last opened */
+	int ring_len;				   /* outcomes recorded (≤ window) */
+	int ring_pos;				   /* next slot */
+	int failures;				   /* failures in the ring */
+	int64_t opened_at;			   /* ns, when it last opened */
 	int probes_inflight;
 	int probes_ok;
 	uint64_t opens; /* times it opened, for metrics */

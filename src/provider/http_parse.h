@@ -31,15 +31,15 @@
 typedef enum lt_err (*lt_http_body_fn)(void *arg, const char *data, size_t len);
 
 enum lt_http_resp_state {
-	LT_HR_STATUS,	   /* reading the status line */
-	LT_HR_HEADERS,	   /* reading header lines */
-	LT_HR_BODY_LEN,	   /* Content-Length body */
-	LT_HR_CHUNK_SIZE,  /* chunked: size line */
-	LT_HR_CHUNK_DATA,  /* chunked: data */
-	LT_HR_CHUNK_CRLF,  /* chunked: CRLF after data */
-	LT_HR_TRAILERS,	   /* chunked: trailer lines until an empty one */
-	LT_HR_BODY_EOF,	   /* body runs to connection close */
-	LT_HR_DONE,	   /* the whole response has been read */
+	LT_HR_STATUS,	  /* reading the status line */
+	LT_HR_HEADERS,	  /* reading header lines */
+	LT_HR_BODY_LEN,	  /* Content-Length body */
+	LT_HR_CHUNK_SIZE, /* chunked: size line */
+	LT_HR_CHUNK_DATA, /* chunked: data */
+	LT_HR_CHUNK_CRLF, /* chunked: CRLF after data */
+	LT_HR_TRAILERS,	  /* chunked: trailer lines until an empty one */
+	LT_HR_BODY_EOF,	  /* body runs to connection close */
+	LT_HR_DONE,	  /* the whole response has been read */
 	LT_HR_ERROR,
 };
 
@@ -55,12 +55,12 @@ struct lt_http_resp {
 	int minor;		/* HTTP/1.x minor version */
 	int64_t content_length; /* -1 when absent */
 	bool chunked;
-	bool close;		  /* Connection: close, or HTTP/1.0 without keep-alive */
-	int64_t retry_after_s;	  /* Retry-After in seconds (delta form), -1 if absent or a
+	bool close;		/* Connection: close, or HTTP/1.0 without keep-alive */
+	int64_t retry_after_s;	/* Retry-After in seconds (delta form), -1 if absent or a
 				     date (dates are treated as absent) */
-	char content_type[128];	  /* media type as sent, "" if absent */
-	char request_id[128];	  /* x-request-id as sent, "" if absent */
-	uint64_t body_bytes;	  /* body bytes delivered so far */
+	char content_type[128]; /* media type as sent, "" if absent */
+	char request_id[128];	/* x-request-id as sent, "" if absent */
+	uint64_t body_bytes;	/* body bytes delivered so far */
 
 	/* internal */
 	enum lt_http_resp_state state;

@@ -20,9 +20,9 @@
 #include "util/err.h"
 
 struct lt_retry_policy {
-	int attempts;	     /* total attempts, 1 = no retry (1..10) */
-	int64_t base_ns;     /* first backoff (reference: 250 ms) */
-	int64_t max_ns;	     /* cap on one backoff */
+	int attempts;	 /* total attempts, 1 = no retry (1..10) */
+	int64_t base_ns; /* first backoff (reference: 250 ms) */
+	int64_t max_ns;	 /* cap on one backoff */
 };
 
 /* Is this result worth another attempt?  err is the transport result

@@ -39,7 +39,7 @@ struct lt_sse {
 	bool has_data;
 	char event[64];
 	bool bom_checked;
-	bool last_cr; /* the previous byte was CR (so a following LF is part of it) */
+	bool last_cr;  /* the previous byte was CR (so a following LF is part of it) */
 	size_t events; /* events dispatched so far */
 };
 

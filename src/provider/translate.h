@@ -44,11 +44,11 @@ const char *lt_format_name(enum lt_wire_format f);
 /* A client's chat request, validated.  Points into the cJSON tree it was
  * parsed from (borrowed; the tree must outlive it). */
 struct lt_chat_req {
-	const cJSON *json;  /* the whole client body */
-	const char *model;  /* client's model name */
+	const cJSON *json; /* the whole client body */
+	const char *model; /* client's model name */
 	bool stream;
-	bool include_usage; /* stream_options.include_usage */
-	int64_t max_tokens; /* max_completion_tokens, else max_tokens; -1 if absent */
+	bool include_usage;  /* stream_options.include_usage */
+	int64_t max_tokens;  /* max_completion_tokens, else max_tokens; -1 if absent */
 	size_t prompt_bytes; /* bytes of message text, for estimates */
 	size_t nmessages;
 };
@@ -119,15 +119,15 @@ typedef enum lt_err (*lt_tr_emit_fn)(void *arg, const char *frame, size_t len);
 
 struct lt_tr_stream {
 	enum lt_wire_format f;
-	char model[96];	 /* client's model name */
+	char model[136]; /* client's model name */
 	char id[96];	 /* chatcmpl id used for translated chunks */
 	int64_t created; /* unix seconds */
 	bool include_usage;
-	bool role_sent;	     /* gemini: the first chunk with the role went out */
-	bool finish_sent;    /* a chunk with a finish_reason went out */
-	bool usage_found;    /* the upstream reported usage */
-	bool usage_sent;     /* a usage chunk went to the client */
-	bool done;	     /* openai/qwen: upstream sent [DONE]; gemini: finishReason seen */
+	bool role_sent;	  /* gemini: the first chunk with the role went out */
+	bool finish_sent; /* a chunk with a finish_reason went out */
+	bool usage_found; /* the upstream reported usage */
+	bool usage_sent;  /* a usage chunk went to the client */
+	bool done;	  /* openai/qwen: upstream sent [DONE]; gemini: finishReason seen */
 	struct lt_tokens usage;
 	uint64_t content_bytes; /* content (and reasoning) text bytes sent to the client */
 	uint64_t chunks;	/* frames emitted */

@@ -77,8 +77,8 @@ void lt_upstream_free(struct lt_upstream *u);
 size_t lt_upstream_idle(struct lt_upstream *u);
 
 struct lt_upstream_req {
-	const char *method; /* "POST" */
-	const char *path;   /* absolute path with query, e.g. "/v1/chat/completions" */
+	const char *method;  /* "POST" */
+	const char *path;    /* absolute path with query, e.g. "/v1/chat/completions" */
 	const char *headers; /* extra header lines, each ending "\r\n" (may be NULL);
 				Host, Content-Length, Connection and User-Agent are added */
 	const char *body;
@@ -94,15 +94,15 @@ struct lt_upstream_req {
 };
 
 struct lt_upstream_resp {
-	int status; /* 0 if no response was read */
+	int status;	       /* 0 if no response was read */
 	int64_t retry_after_s; /* -1 if absent */
 	char content_type[128];
 	char request_id[128];
-	bool reused;		/* sent on a pooled connection */
-	uint64_t bytes_in;	/* response bytes read, headers included */
-	int64_t first_byte_ns;	/* mono time the first response byte arrived, 0 if none */
-	int64_t headers_ns;	/* mono time the headers were complete, 0 if not */
-	char *body;		/* buffered body (malloc'd, NUL-terminated) or NULL */
+	bool reused;	       /* sent on a pooled connection */
+	uint64_t bytes_in;     /* response bytes read, headers included */
+	int64_t first_byte_ns; /* mono time the first response byte arrived, 0 if none */
+	int64_t headers_ns;    /* mono time the headers were complete, 0 if not */
+	char *body;	       /* buffered body (malloc'd, NUL-terminated) or NULL */
 	size_t body_len;
 	char why[256];
 };

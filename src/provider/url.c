@@ -37,8 +37,8 @@ enum lt_err lt_url_parse(const char *url, struct lt_url *out, char *why, size_t 
 		char c = p[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '.' || c == '-')) {
-			snprintf(why, why_cap, "URL host holds '%c' (userinfo is not supported): '%s'",
-				 c, url);
+			snprintf(why, why_cap,
+				 "URL host holds '%c' (userinfo is not supported): '%s'", c, url);
 			return LT_EINVAL;
 		}
 		out->host[i] = c;
@@ -74,8 +74,8 @@ enum lt_err lt_url_parse(const char *url, struct lt_url *out, char *why, size_t 
 	for (size_t i = 0; i < pl; i++) {
 		unsigned char c = (unsigned char)p[i];
 		if (c <= 0x20 || c >= 0x7F || c == '?' || c == '#') {
-			snprintf(why, why_cap, "URL path holds a character that must be escaped: '%s'",
-				 url);
+			snprintf(why, why_cap,
+				 "URL path holds a character that must be escaped: '%s'", url);
 			return LT_EINVAL;
 		}
 	}

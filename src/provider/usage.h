@@ -57,7 +57,7 @@ const char *lt_outcome_name(enum lt_outcome o);
 
 struct lt_usage_record {
 	char provider[32];
-	char model[96];		 /* the client's model name */
+	char model[136]; /* the client's model name (may be provider/model) */
 	char upstream_model[128];
 	const char *endpoint; /* static: "chat", "embeddings", "reference" */
 	bool stream;

@@ -592,6 +592,110 @@ static void test_merge_reload(void **state)
 	assert_int_equal(lt_config_merge_reload(&next, &next, NULL, NULL), 0);
 }
 
+/* [provider.NAME] and [model.NAME]: slots, defaults, lookups, checks. */
+static void test_named_sections(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_config cfg;
+	char err[LT_CFG_ERR_MAX];
+	const char *good = "[provider.OpenAI]\n"
+			   "base_url = https://api.example.test:8443/v1/\n"
+			   "credential = env:OPENAI_KEY\n"
+			   "default_model = gpt-4o-mini\n"
+			   "timeout_ms = 30000\n"
+			   "[model.gpt-4o-mini]\n"
+			   "provider = OPENAI\n"
+			   "price_input = 150000\n"
+			   "[provider.gemini]\n"
+			   "base_url = http://127.0.0.1:8090/gemini/v1beta\n"
+			   "format = gemini\n"
+			   "[model.gemini-2.0-flash]\n"
+			   "provider = gemini\n"
+			   "kind = chat\n"
+			   "upstream = models-gemini-2.0\n";
+	assert_int_equal(load_text(f, good, &cfg, err), LT_OK);
+	assert_int_equal(cfg.nproviders, 2);
+	assert_int_equal(cfg.nmodels, 2);
+	const struct lt_cfg_provider *p = lt_config_provider(&cfg, "openai");
+	assert_non_null(p);
+	assert_string_equal(p->name, "openai"); /* stored lower-case */
+	assert_int_equal(p->timeout_ms, 30000);
+	assert_int_equal(p->connect_timeout_ms, 1000); /* defaults filled */
+	assert_int_equal(p->bulkhead, 20);
+	assert_int_equal(p->breaker_window, 20);
+	assert_int_equal(p->breaker_min_calls, 10);
+	assert_int_equal(p->breaker_failure_pct, 50);
+	assert_int_equal(p->breaker_open_ms, 10000);
+	assert_int_equal(p->retry_attempts, 3);
+	assert_int_equal(p->retry_backoff_ms, 250);
+	assert_string_equal(p->ca_file, "/etc/ssl/certs/ca-certificates.crt");
+	assert_non_null(lt_config_provider(&cfg, "GEMINI"));
+	assert_int_equal(lt_config_provider(&cfg, "gemini")->format, LT_PFMT_GEMINI);
+	const struct lt_cfg_model *m = lt_config_model(&cfg, "gpt-4o-mini");
+	assert_non_null(m);
+	assert_string_equal(m->provider, "openai");
+	assert_int_equal(m->price_input, 150000);
+	assert_int_equal(m->max_output, 4096);
+	assert_null(lt_config_model(&cfg, "nope"));
+
+	/* rendering reads back the same */
+	assert_render_roundtrip(f, &cfg);
+
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{"[provider.x]\nformat = openai\n", "base_url is required"},
+		{"[provider.x]\nbase_url = ftp://h/\n", "http:// or https://"},
+		{"[provider.x]\nbase_url = http://h\ncredential = key:abc\n", "env:VARIABLE"},
+		{"[provider.x]\nbase_url = http://h\nbogus = 1\n", "unknown key 'bogus'"},
+		{"[provider.x]\nbase_url = http://h\nbase_url = http://g\n", "duplicate key"},
+		{"[provider.a.b]\nbase_url = http://h\n", "provider name"},
+		{"[provider.x]\nbase_url = http://h\ndefault_model = m\n", "default_model 'm'"},
+		{"[model.m]\nkind = chat\n", "provider is required"},
+		{"[model.m]\nprovider = ghost\n", "has no [provider.ghost]"},
+		{"[model.m/x]\nprovider = a\n", "model name"},
+		{"[provider.x]\nbase_url = http://h\nbulkhead = 0\n", "bulkhead must be between"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(load_text(f, bad[i].text, &cfg, err), LT_ECONFIG);
+		if (!strstr(err, bad[i].want))
+			fail_msg("case %zu: '%s' not in '%s'", i, bad[i].want, err);
+		assert_non_null(strstr(err, "leakyd.conf:"));
+	}
+}
+
+/* A reload reports changed, added and removed named sections. */
+static int diffs_seen;
+static void count_diff(void *arg, const struct lt_config_key *k, const char *a, const char *b,
+		       bool applied)
+{
+	(void)arg, (void)k, (void)a, (void)b;
+	assert_true(applied);
+	diffs_seen++;
+}
+
+static void test_named_reload(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_config a, b;
+	char err[LT_CFG_ERR_MAX];
+	assert_int_equal(
+		load_text(f,
+			  "[provider.x]\nbase_url = http://h\n[provider.y]\nbase_url = http://y\n",
+			  &a, err),
+		LT_OK);
+	assert_int_equal(load_text(f,
+				   "[provider.x]\nbase_url = http://h\ntimeout_ms = 5\n"
+				   "[provider.z]\nbase_url = http://z\n",
+				   &b, err),
+			 LT_OK);
+	diffs_seen = 0;
+	/* timeout changed on x, y removed, z added */
+	assert_int_equal(lt_config_merge_reload(&a, &b, count_diff, NULL), 3);
+	assert_int_equal(diffs_seen, 3);
+	assert_int_equal(b.nproviders, 2); /* named sections are applied as given */
+}
+
 int main(void)
 {
 	/* clang-format off */
@@ -607,6 +711,8 @@ int main(void)
 		cmocka_unit_test(test_set_origin),
 		cmocka_unit_test_setup_teardown(test_render_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_merge_reload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_named_sections, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_named_reload, setup, teardown),
 	};
 	/* clang-format on */
 	return cmocka_run_group_tests(tests, NULL, NULL);

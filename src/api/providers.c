@@ -1,0 +1,207 @@
+/*
+ * providers.c — the reference passthrough POST /api/v1/{provider}/chat and
+ * the admin views of providers and prices.
+ *
+ * The passthrough turns {prompt} into a one-message chat completion on the
+ * provider's default_model, through the same call path as /v1, and answers
+ * in the reference stubs' shape: {id, provider, received, created, message}.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/chat.h"
+#include "auth/identity_store.h"
+#include "api/handlers.h"
+#include "http/request.h"
+#include "server.h"
+#include "util/buf.h"
+#include "util/timefmt.h"
+#include "util/uuid.h"
+
+void lt_api_provider_chat(struct lt_req *req)
+{
+	const char *pv;
+	size_t pn;
+	char pname[LT_CFG_PROVIDER_NAME_MAX];
+	if (lt_req_param(req, "provider", &pv, &pn) || pn >= sizeof pname) {
+		lt_reply_error(req, 400, "unknown provider");
+		return;
+	}
+	for (size_t i = 0; i < pn; i++)
+		pname[i] = (char)((pv[i] >= 'A' && pv[i] <= 'Z') ? pv[i] - 'A' + 'a' : pv[i]);
+	pname[pn] = '\0';
+	const struct lt_cfg_provider *p = lt_config_provider(req->cfg, pname);
+	if (!p) {
+		lt_reply_error(req, 400, "unknown provider");
+		return;
+	}
+	const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req->json, "prompt");
+	if (!cJSON_IsString(prompt) || !prompt->valuestring[0]) {
+		lt_reply_error(req, 400, "prompt is required");
+		return;
+	}
+	if (!p->default_model[0]) {
+		lt_reply_error(req, 503, "provider has no default_model configured");
+		return;
+	}
+	struct lt_target t;
+	if (lt_registry_resolve(req->cfg, p->default_model, &t)) {
+		lt_reply_error(req, 503, "provider's default_model is not configured");
+		return;
+	}
+	/* {model, messages:[{role:user, content:prompt}]} through the /v1 path */
+	cJSON *chat = cJSON_CreateObject();
+	cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddStringToObject(m, "role", "user");
+	cJSON_AddStringToObject(m, "content", prompt->valuestring);
+	cJSON_AddItemToArray(msgs, m);
+	cJSON_AddStringToObject(chat, "model", p->default_model);
+	struct lt_chat_req rq;
+	char param[64], why[LT_TR_WHY_MAX];
+	char *body = NULL;
+	size_t body_len = 0;
+	char path[512];
+	if (!msgs || !m || lt_chat_req_parse(chat, &rq, param, sizeof param, why, sizeof why) ||
+	    lt_tr_chat_request(t.format, &rq, t.upstream_model, &body, &body_len, param,
+			       sizeof param, why, sizeof why) ||
+	    lt_tr_chat_path(t.format, t.upstream_model, false, path, sizeof path)) {
+		free(body);
+		cJSON_Delete(chat);
+		lt_reply_error(req, 400, "invalid prompt");
+		return;
+	}
+	struct lt_chat_call call = {
+		.target = &t,
+		.kind = LT_CHAT_COMPLETION,
+		.endpoint = "reference",
+		.path_suffix = path,
+		.body = body,
+		.body_len = body_len,
+		.prompt_estimate = lt_token_estimate(NULL, rq.prompt_bytes),
+	};
+	struct lt_chat_result r;
+	lt_chat_run(req, &call, &r);
+	free(body);
+	cJSON_Delete(chat);
+	if (r.status != 200) {
+		const char *msg = r.status == 504   ? "provider call timed out"
+				  : r.status == 503 ? "provider unavailable"
+						    : "provider call failed";
+		char hdr[64] = "";
+		if (r.retry_after_s >= 0)
+			snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n",
+				 (long long)r.retry_after_s);
+		lt_reply_error_h(req, r.status == 504 || r.status == 503 ? r.status : 502, msg,
+				 hdr[0] ? hdr : NULL);
+		lt_chat_result_free(&r);
+		return;
+	}
+	cJSON *resp = cJSON_ParseWithLength(r.body, r.body_len);
+	const cJSON *choices = cJSON_GetObjectItemCaseSensitive(resp, "choices");
+	const cJSON *c0 = cJSON_GetArrayItem(choices, 0);
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(c0, "message"), "content");
+	cJSON *out = cJSON_CreateObject();
+	char id[LT_UUID_LEN], ts[LT_ISO_LEN];
+	lt_uuid_v4(id);
+	lt_time_iso(lt_clock_now_ns(&req->srv->clock), ts);
+	cJSON_AddStringToObject(out, "id", id);
+	cJSON_AddStringToObject(out, "provider", p->name);
+	cJSON_AddItemToObject(out, "received", cJSON_Duplicate(req->json, true));
+	cJSON_AddStringToObject(out, "created", ts);
+	cJSON_AddStringToObject(out, "message", cJSON_IsString(msg) ? msg->valuestring : "");
+	lt_reply_cjson(req, 200, out, NULL);
+	cJSON_Delete(out);
+	cJSON_Delete(resp);
+	lt_chat_result_free(&r);
+}
+
+void lt_api_admin_providers(struct lt_req *req)
+{
+	char stack[8192];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 4u << 20);
+	lt_buf_puts(&b, "{\"providers\":");
+	lt_registry_render(&req->srv->providers, req->cfg, &b);
+	lt_buf_putc(&b, '}');
+	lt_reply_json(req, 200, &b, NULL);
+	lt_buf_release(&b);
+}
+
+void lt_api_admin_prices(struct lt_req *req)
+{
+	char stack[8192];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 4u << 20);
+	lt_buf_puts(&b, "{\"unit\":\"micro-dollars per 1M tokens\",\"models\":[");
+	for (size_t i = 0; i < req->cfg->nmodels; i++) {
+		const struct lt_cfg_model *m = &req->cfg->models[i];
+		if (i)
+			lt_buf_putc(&b, ',');
+		lt_buf_puts(&b, "{\"model\":");
+		lt_buf_put_json_str(&b, m->name, strlen(m->name));
+		lt_buf_puts(&b, ",\"provider\":");
+		lt_buf_put_json_str(&b, m->provider, strlen(m->provider));
+		lt_buf_puts(&b, ",\"upstream\":");
+		const char *up = m->upstream[0] ? m->upstream : m->name;
+		lt_buf_put_json_str(&b, up, strlen(up));
+		lt_buf_printf(
+			&b,
+			",\"kind\":\"%s\",\"input\":%lld,\"cachedInput\":%lld,\"output\":%lld,"
+			"\"contextWindow\":%lld,\"maxOutput\":%lld}",
+			m->kind == LT_MODEL_EMBEDDING ? "embedding" : "chat",
+			(long long)m->price_input, (long long)m->price_cached_input,
+			(long long)m->price_output, (long long)m->context_window,
+			(long long)m->max_output);
+	}
+	lt_buf_puts(&b, "]}");
+	lt_reply_json(req, 200, &b, NULL);
+	lt_buf_release(&b);
+}
+
+struct audit_op {
+	int64_t at_ms;
+	const char *actor, *action, *target;
+};
+
+static enum lt_err do_audit(struct sqlite3 *db, void *arg)
+{
+	struct audit_op *op = arg;
+	return lt_ident_audit(db, op->at_ms, op->actor, op->action, op->target, NULL);
+}
+
+void lt_api_admin_provider_reset(struct lt_req *req)
+{
+	const char *pv;
+	size_t pn;
+	char pname[LT_CFG_PROVIDER_NAME_MAX];
+	if (lt_req_param(req, "provider", &pv, &pn) || pn >= sizeof pname) {
+		lt_reply_error(req, 404, "provider not found");
+		return;
+	}
+	memcpy(pname, pv, pn);
+	pname[pn] = '\0';
+	const struct lt_cfg_provider *p = lt_config_provider(req->cfg, pname);
+	struct lt_provider_rt *rt = p ? lt_registry_provider(&req->srv->providers, p->name) : NULL;
+	if (!rt) {
+		lt_reply_error(req, 404, "provider not found");
+		return;
+	}
+	pthread_mutex_lock(&rt->lock);
+	uint64_t opens = rt->breaker.opens;
+	lt_breaker_init(&rt->breaker);
+	rt->breaker.opens = opens;
+	pthread_mutex_unlock(&rt->lock);
+	lt_log_info(&req->srv->log, "provider %s: circuit breaker reset by %s", p->name,
+		    req->principal.user_id);
+	struct audit_op op = {lt_clock_now_ns(&req->srv->clock) / LT_NS_PER_MS,
+			      req->principal.user_id, "provider.circuit.reset", p->name};
+	enum lt_err e = lt_writer_run(&req->srv->writer, do_audit, &op);
+	if (e) {
+		lt_reply_error(req, lt_err_http_status(e), "could not record the audit event");
+		return;
+	}
+	lt_reply(req, 204, NULL, NULL, NULL, 0);
+}

@@ -1,0 +1,221 @@
+/*
+ * v1.c — the OpenAI-compatible API: POST /v1/chat/completions (streamed and
+ * not), POST /v1/embeddings, GET /v1/models and GET /v1/models/{model}.
+ *
+ * Parsing and rendering only: the model picks the provider
+ * (lt_registry_resolve), provider/translate.c shapes the bodies, api/chat.c
+ * makes the call.  Errors use OpenAI's envelope (API.md §4).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/chat.h"
+#include "api/handlers.h"
+#include "http/request.h"
+#include "server.h"
+#include "util/buf.h"
+
+static void model_not_found(struct lt_req *req, const char *model)
+{
+	char msg[256];
+	snprintf(msg, sizeof msg,
+		 "The model `%.150s` does not exist or you do not have access to it.", model);
+	lt_reply_openai_error(req, 404, "invalid_request_error", "model_not_found", "model", msg,
+			      NULL);
+}
+
+static void bad_request(struct lt_req *req, const char *param, const char *why)
+{
+	lt_reply_openai_error(req, 400, "invalid_request_error", NULL, param[0] ? param : NULL, why,
+			      NULL);
+}
+
+static void finish(struct lt_req *req, struct lt_chat_result *r)
+{
+	if (!r->replied) {
+		if (r->status == 200) {
+			char hdr[64 + LT_CORRELATION_MAX];
+			snprintf(hdr, sizeof hdr, "x-request-id: %s\r\n", req->correlation_id);
+			lt_reply(req, 200, "application/json", hdr, r->body, r->body_len);
+		} else {
+			lt_chat_reply_error(req, r);
+		}
+	}
+	lt_chat_result_free(r);
+}
+
+void lt_api_v1_chat(struct lt_req *req)
+{
+	char param[64] = "", why[LT_TR_WHY_MAX] = "";
+	struct lt_chat_req rq;
+	if (!cJSON_IsObject(req->json)) {
+		bad_request(req, "", "the request body must be a JSON object");
+		return;
+	}
+	if (lt_chat_req_parse(req->json, &rq, param, sizeof param, why, sizeof why)) {
+		bad_request(req, param, why);
+		return;
+	}
+	struct lt_target t;
+	if (lt_registry_resolve(req->cfg, rq.model, &t)) {
+		model_not_found(req, rq.model);
+		return;
+	}
+	if (t.kind != LT_MODEL_CHAT) {
+		snprintf(why, sizeof why, "%.100s is an embedding model; use /v1/embeddings",
+			 rq.model);
+		bad_request(req, "model", why);
+		return;
+	}
+	int64_t prompt = lt_token_estimate(NULL, rq.prompt_bytes);
+	if (rq.max_tokens > t.max_output) {
+		snprintf(why, sizeof why,
+			 "max_tokens is too large: %lld. This model supports at most %lld "
+			 "completion tokens.",
+			 (long long)rq.max_tokens, (long long)t.max_output);
+		bad_request(req, "max_tokens", why);
+		return;
+	}
+	int64_t out_cap = rq.max_tokens > 0 ? rq.max_tokens : t.max_output;
+	if (prompt + (rq.max_tokens > 0 ? rq.max_tokens : 0) > t.context_window) {
+		char msg[256];
+		snprintf(msg, sizeof msg,
+			 "This model's maximum context length is %lld tokens; the messages hold "
+			 "about %lld.",
+			 (long long)t.context_window, (long long)prompt);
+		lt_reply_openai_error(req, 400, "invalid_request_error", "context_length_exceeded",
+				      "messages", msg, NULL);
+		return;
+	}
+	(void)out_cap; /* the reservation (issue 5) is prompt + out_cap */
+	char *body = NULL;
+	size_t body_len = 0;
+	if (lt_tr_chat_request(t.format, &rq, t.upstream_model, &body, &body_len, param,
+			       sizeof param, why, sizeof why)) {
+		free(body);
+		bad_request(req, param, why);
+		return;
+	}
+	char path[512];
+	if (lt_tr_chat_path(t.format, t.upstream_model, rq.stream, path, sizeof path)) {
+		free(body);
+		bad_request(req, "model", "the model id cannot be used in an upstream path");
+		return;
+	}
+	struct lt_chat_call call = {
+		.target = &t,
+		.kind = LT_CHAT_COMPLETION,
+		.endpoint = "chat",
+		.path_suffix = path,
+		.body = body,
+		.body_len = body_len,
+		.stream = rq.stream,
+		.include_usage = rq.include_usage,
+		.prompt_estimate = prompt,
+	};
+	struct lt_chat_result r;
+	lt_chat_run(req, &call, &r);
+	free(body);
+	finish(req, &r);
+}
+
+void lt_api_v1_embeddings(struct lt_req *req)
+{
+	char param[64] = "", why[LT_TR_WHY_MAX] = "";
+	if (!cJSON_IsObject(req->json)) {
+		bad_request(req, "", "the request body must be a JSON object");
+		return;
+	}
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(req->json, "model");
+	if (!cJSON_IsString(m) || !m->valuestring[0]) {
+		bad_request(req, "model", "model is required");
+		return;
+	}
+	struct lt_target t;
+	if (lt_registry_resolve(req->cfg, m->valuestring, &t)) {
+		model_not_found(req, m->valuestring);
+		return;
+	}
+	if (t.kind != LT_MODEL_EMBEDDING) {
+		snprintf(why, sizeof why, "%.100s is not an embedding model", m->valuestring);
+		bad_request(req, "model", why);
+		return;
+	}
+	char *body = NULL;
+	size_t body_len = 0, input_bytes = 0;
+	if (lt_tr_embeddings_request(t.format, req->json, t.upstream_model, &body, &body_len,
+				     &input_bytes, param, sizeof param, why, sizeof why)) {
+		free(body);
+		bad_request(req, param, why);
+		return;
+	}
+	struct lt_chat_call call = {
+		.target = &t,
+		.kind = LT_CHAT_EMBEDDINGS,
+		.endpoint = "embeddings",
+		.path_suffix = "/embeddings",
+		.body = body,
+		.body_len = body_len,
+		.prompt_estimate = lt_token_estimate(NULL, input_bytes),
+	};
+	struct lt_chat_result r;
+	lt_chat_run(req, &call, &r);
+	free(body);
+	finish(req, &r);
+}
+
+static void put_model(struct lt_buf *b, const char *id, const char *owner, int64_t created)
+{
+	lt_buf_puts(b, "{\"id\":");
+	lt_buf_put_json_str(b, id, strlen(id));
+	lt_buf_printf(b,
+		      ",\"object\":\"model\",\"created\":%lld,\"owned_by\":", (long long)created);
+	lt_buf_put_json_str(b, owner, strlen(owner));
+	lt_buf_putc(b, '}');
+}
+
+void lt_api_v1_models(struct lt_req *req)
+{
+	char stack[4096];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 1u << 20);
+	int64_t created = req->srv->start_ns / LT_NS_PER_S;
+	lt_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+	for (size_t i = 0; i < req->cfg->nmodels; i++) {
+		if (i)
+			lt_buf_putc(&b, ',');
+		put_model(&b, req->cfg->models[i].name, req->cfg->models[i].provider, created);
+	}
+	lt_buf_puts(&b, "]}");
+	char hdr[64 + LT_CORRELATION_MAX];
+	snprintf(hdr, sizeof hdr, "x-request-id: %s\r\n", req->correlation_id);
+	lt_reply_json(req, 200, &b, hdr);
+	lt_buf_release(&b);
+}
+
+void lt_api_v1_model_get(struct lt_req *req)
+{
+	const char *v;
+	size_t n;
+	char model[LT_CFG_MODEL_NAME_MAX + LT_CFG_PROVIDER_NAME_MAX + 2];
+	if (lt_req_param(req, "model", &v, &n) || n >= sizeof model) {
+		model_not_found(req, "");
+		return;
+	}
+	memcpy(model, v, n);
+	model[n] = '\0';
+	struct lt_target t;
+	if (lt_registry_resolve(req->cfg, model, &t)) {
+		model_not_found(req, model);
+		return;
+	}
+	char stack[512];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 4096);
+	put_model(&b, model, t.provider->name, req->srv->start_ns / LT_NS_PER_S);
+	char hdr[64 + LT_CORRELATION_MAX];
+	snprintf(hdr, sizeof hdr, "x-request-id: %s\r\n", req->correlation_id);
+	lt_reply_json(req, 200, &b, hdr);
+	lt_buf_release(&b);
+}
