@@ -211,7 +211,7 @@ void lt_registry_configure(struct lt_registry *r, const struct lt_config *cfg)
 				    p->name, p->credential, why);
 		pthread_mutex_lock(&rt->lock);
 		memcpy(rt->credential, cred, sizeof cred);
-		snprintf(rt->credential_err, sizeof rt->credential_err, "%s", why);
+		snprintf(rt->credential_err, sizeof rt->credential_err, "%.159s", why);
 		pthread_mutex_unlock(&rt->lock);
 		sodium_memzero(cred, sizeof cred);
 		struct lt_url u;
@@ -384,7 +384,7 @@ void lt_provider_call(struct lt_registry *r, const struct lt_cfg_provider *p,
 		res->err = LT_ECONFIG;
 		res->outcome = LT_OUTCOME_UPSTREAM_ERROR;
 		res->client_status = 502;
-		snprintf(res->why, sizeof res->why, "provider %s is misconfigured: %s", p->name,
+		snprintf(res->why, sizeof res->why, "provider %s is misconfigured: %.180s", p->name,
 			 why);
 		record_error(rt, r->clock, 0, res->why);
 		goto done;
@@ -482,7 +482,10 @@ void lt_provider_call(struct lt_registry *r, const struct lt_cfg_provider *p,
 		rt->calls++;
 		if (failure)
 			rt->failures++;
-		lt_breaker_record(&rt->breaker, &bp, lt_clock_now_ns(r->clock), failure);
+		if (client_gone) /* says nothing about the provider */
+			lt_breaker_cancel(&rt->breaker);
+		else
+			lt_breaker_record(&rt->breaker, &bp, lt_clock_now_ns(r->clock), failure);
 		uint64_t opened = rt->breaker.opens - opens_before;
 		pthread_mutex_unlock(&rt->lock);
 		if (opened && rt->m_opens) {
