@@ -28,7 +28,7 @@ def test_jose_verifies_leakyd_tokens(leakyd_factory):
                          env={"LEAKYD_ADMIN_PASSWORD": ADMIN_PASSWORD})
     env = clean_env(LEAKYD_URL=f"http://{srv.host}:{srv.port}",
                     LEAKYD_ADMIN_PASSWORD=ADMIN_PASSWORD, NODE_NO_WARNINGS="1")
-    p = subprocess.run([node, "--test", "--test-reporter=spec"], cwd=COMPAT, env=env,
+    p = subprocess.run([node, "--test", "--test-reporter=spec", "jwks.test.mjs"], cwd=COMPAT, env=env,
                        capture_output=True, text=True, timeout=300)
     out = p.stdout + p.stderr
     assert p.returncode == 0, f"node --test failed ({p.returncode}):\n{out}"
