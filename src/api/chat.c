@@ -163,7 +163,7 @@ void lt_chat_run(struct lt_req *req, const struct lt_chat_call *call, struct lt_
 	rec.outcome = res.outcome;
 
 	if (call->stream) {
-		bool estimated = false;
+		bool estimated = false, synthesized = false;
 		if (sc.client_gone || res.outcome == LT_OUTCOME_CLIENT_GONE) {
 			rec.outcome = LT_OUTCOME_CLIENT_GONE;
 			rec.client_disconnected = true;
@@ -172,8 +172,16 @@ void lt_chat_run(struct lt_req *req, const struct lt_chat_call *call, struct lt_
 			if (lt_sse_finish(&sc.sse) && !sc.tr.done)
 				rec.outcome = LT_OUTCOME_ABORTED;
 			if (rec.outcome == LT_OUTCOME_OK &&
-			    (sc.tr.f == LT_FMT_GEMINI || sc.tr.done))
+			    (sc.tr.f == LT_FMT_GEMINI || sc.tr.done)) {
+				if (!sc.tr.usage_found) {
+					/* no upstream usage: bill (and show) the estimate,
+					 * with the prompt counted */
+					lt_tr_stream_usage(&sc.tr, call->prompt_estimate,
+							   &sc.tr.usage, &synthesized);
+					sc.tr.usage_found = true;
+				}
 				(void)lt_tr_stream_finish(&sc.tr, emit, &sc);
+			}
 			else if (rec.outcome == LT_OUTCOME_OK) {
 				/* an OpenAI-shaped stream that ended without [DONE] */
 				rec.outcome = LT_OUTCOME_ABORTED;
@@ -208,7 +216,7 @@ void lt_chat_run(struct lt_req *req, const struct lt_chat_call *call, struct lt_
 		out->replied = sc.started;
 		if (sc.started)
 			lt_tr_stream_usage(&sc.tr, call->prompt_estimate, &rec.tokens, &estimated);
-		rec.tokens_estimated = sc.started && estimated;
+		rec.tokens_estimated = sc.started && (estimated || synthesized);
 		if (sc.ttft_mono)
 			rec.ttft_ns = sc.ttft_mono - res.started_ns;
 		if (!sc.started)
