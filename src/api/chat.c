@@ -181,8 +181,7 @@ void lt_chat_run(struct lt_req *req, const struct lt_chat_call *call, struct lt_
 					sc.tr.usage_found = true;
 				}
 				(void)lt_tr_stream_finish(&sc.tr, emit, &sc);
-			}
-			else if (rec.outcome == LT_OUTCOME_OK) {
+			} else if (rec.outcome == LT_OUTCOME_OK) {
 				/* an OpenAI-shaped stream that ended without [DONE] */
 				rec.outcome = LT_OUTCOME_ABORTED;
 			}

@@ -93,6 +93,8 @@ void lt_api_provider_chat(struct lt_req *req)
 		if (r.retry_after_s >= 0)
 			snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n",
 				 (long long)r.retry_after_s);
+		else if (r.status == 503)
+			snprintf(hdr, sizeof hdr, "Retry-After: 1\r\n");
 		lt_reply_error_h(req, r.status == 504 || r.status == 503 ? r.status : 502, msg,
 				 hdr[0] ? hdr : NULL);
 		lt_chat_result_free(&r);

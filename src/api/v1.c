@@ -77,18 +77,35 @@ void lt_api_v1_chat(struct lt_req *req)
 		bad_request(req, "max_tokens", why);
 		return;
 	}
-	int64_t out_cap = rq.max_tokens > 0 ? rq.max_tokens : t.max_output;
-	if (prompt + (rq.max_tokens > 0 ? rq.max_tokens : 0) > t.context_window) {
+	bool asked = rq.max_tokens > 0;
+	if (prompt + (asked ? rq.max_tokens : 1) > t.context_window) {
 		char msg[256];
 		snprintf(msg, sizeof msg,
 			 "This model's maximum context length is %lld tokens; the messages hold "
-			 "about %lld.",
-			 (long long)t.context_window, (long long)prompt);
+			 "about %lld%s.",
+			 (long long)t.context_window, (long long)prompt,
+			 asked ? " plus the max_tokens asked for" : "");
 		lt_reply_openai_error(req, 400, "invalid_request_error", "context_length_exceeded",
 				      "messages", msg, NULL);
 		return;
 	}
-	(void)out_cap; /* the reservation (issue 5) is prompt + out_cap */
+	int64_t out_cap = asked ? rq.max_tokens : t.max_output;
+	if (!asked) {
+		/* No cap asked: the model's max_output (within what the context
+		 * leaves) is the cap, sent upstream, so that the reservation
+		 * (prompt + cap) bounds what the call can cost. */
+		if (out_cap > t.context_window - prompt)
+			out_cap = t.context_window - prompt;
+		const char *field =
+			t.format == LT_FMT_QWEN ? "max_tokens" : "max_completion_tokens";
+		if (!cJSON_AddNumberToObject(req->json, field, (double)out_cap) ||
+		    lt_chat_req_parse(req->json, &rq, param, sizeof param, why, sizeof why)) {
+			lt_reply_openai_error(req, 500, "server_error", NULL, NULL, "out of memory",
+					      NULL);
+			return;
+		}
+	}
+	(void)out_cap; /* what admission will reserve: prompt + out_cap */
 	char *body = NULL;
 	size_t body_len = 0;
 	if (lt_tr_chat_request(t.format, &rq, t.upstream_model, &body, &body_len, param,

@@ -64,6 +64,15 @@ int lt_cmd_keys_rotate(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_keys_list(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_audit(struct lt_cli *cli, int argc, char **argv);
 
+/* ---- providers (cmd_provider.c) ----
+ *
+ * list reads the configuration; set-credential and delete-credential write
+ * DATA_DIR/secrets/provider-NAME.cred (provider/credential.h) and nothing
+ * else: leakyd loads stored credentials at start and on SIGHUP. */
+int lt_cmd_provider_list(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_provider_set_credential(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_provider_delete_credential(struct lt_cli *cli, int argc, char **argv);
+
 /* Helpers shared by the identity commands (cmd_user.c).  Each int-returning
  * helper returns 0 or a sysexits.h code after printing
  * "leakyctl CMD: message" on stderr. */

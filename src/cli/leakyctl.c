@@ -47,6 +47,12 @@ static const struct lt_cli_cmd commands[] = {
 	{"keys list", "", "list the JWT signing keys", lt_cmd_keys_list},
 	{"audit", "[--since ISO] [--limit N]", "print the identity audit trail, newest first",
 	 lt_cmd_audit},
+	{"provider list", "", "list configured providers and models, and stored credentials",
+	 lt_cmd_provider_list},
+	{"provider set-credential", "NAME [--force]",
+	 "store a provider's API key, read from stdin, encrypted", lt_cmd_provider_set_credential},
+	{"provider delete-credential", "NAME", "delete a provider's stored API key",
+	 lt_cmd_provider_delete_credential},
 	{"help", "", "list the commands", lt_cmd_help},
 	{NULL, NULL, NULL, NULL},
 };

@@ -170,8 +170,7 @@ static const struct lt_config_key keys[] = {
 
 #define POFF(f) offsetof(struct lt_cfg_provider, f)
 static const struct lt_config_key provider_keys[] = {
-	{"provider", "base_url", LT_CFG_STR, POFF(base_url), "http://127.0.0.1:8090/openai/v1", 1,
-	 LT_CFG_STR_MAX - 1, NULL, true,
+	{"provider", "base_url", LT_CFG_STR, POFF(base_url), "", 1, LT_CFG_STR_MAX - 1, NULL, true,
 	 "Base URL of the provider's API (http:// or https://); paths are appended to it.",
 	 check_url},
 	{"provider", "format", LT_CFG_ENUM, POFF(format), "openai", 0, 0, format_choices, true,

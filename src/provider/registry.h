@@ -27,6 +27,7 @@
 
 #include "conf/config.h"
 #include "provider/breaker.h"
+#include "provider/credential.h"
 #include "provider/translate.h"
 #include "provider/upstream.h"
 #include "provider/usage.h"
@@ -34,8 +35,8 @@
 #include "util/log.h"
 #include "util/metrics.h"
 
-#define LT_PROVIDER_ERRORS 8 /* recent errors kept per provider */
-#define LT_CREDENTIAL_MAX 512
+#define LT_PROVIDER_ERRORS 8				/* recent errors kept per provider */
+#define LT_CREDENTIAL_MAX (LT_CREDENTIAL_VALUE_MAX + 1) /* a stored or env key, NUL */
 
 struct lt_upstream_ref; /* a refcounted upstream (registry.c) */
 

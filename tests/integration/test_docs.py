@@ -1,8 +1,10 @@
 """Documentation coverage: every config key, leakyctl command and leakyd flag
-is in its man page, and every config key is in the sample etc/leakyd.conf.
+is in its man page, and every config key is in the sample etc/leakyd.conf;
+so is every key of the named sections [provider.NAME] and [model.NAME].
 
 The lists come from the binaries themselves (`leakyctl config dump`,
-`leakyctl help`, `leakyd --help`), so a new key, command or flag without
+`leakyctl -c etc/leakyd.conf config dump` for the named sections, `leakyctl
+help`, `leakyd --help`), so a new key, command or flag without
 documentation fails here.  Man pages are rendered with mandoc so that mdoc
 markup (`.Fl \\-config`, `.Cm config check`) reads as the user sees it.
 """
@@ -20,13 +22,15 @@ MAN = os.path.join(ROOT, "man")
 SAMPLE = os.path.join(ROOT, "etc", "leakyd.conf")
 
 
-def config_keys():
-    """[(section, key)] from `leakyctl config dump`."""
-    p = run([LEAKYCTL, "config", "dump"], env=clean_env())
+def dump_keys(config=None):
+    """[(section, key)] from `leakyctl [-c config] config dump`; a named
+    section keeps its whole name ("provider.openai")."""
+    args = [LEAKYCTL] + (["-c", config] if config else []) + ["config", "dump"]
+    p = run(args, env=clean_env())
     assert p.returncode == 0, p.stderr
     keys, section = [], None
     for line in p.stdout.splitlines():
-        m = re.match(r"^\[(\w+)\]$", line)
+        m = re.match(r"^\[([^\]\s]+)\]$", line)
         if m:
             section = m.group(1)
             continue
@@ -34,8 +38,48 @@ def config_keys():
         if m:
             assert section, line
             keys.append((section, m.group(1)))
+    return keys
+
+
+def config_keys():
+    """[(section, key)] of the fixed sections, from `leakyctl config dump`."""
+    keys = [(s, k) for s, k in dump_keys() if "." not in s]
     assert len(keys) >= 20, keys
     return keys
+
+
+DYN_KINDS = ("provider", "model")
+
+
+def dyn_keys():
+    """{"provider": [keys], "model": [keys]}: the keys of the [provider.NAME]
+    and [model.NAME] sections, from `leakyctl -c etc/leakyd.conf config dump`
+    (the dump renders every key of every named section it has)."""
+    out = {kind: [] for kind in DYN_KINDS}
+    for section, key in dump_keys(SAMPLE):
+        kind, dot, _ = section.partition(".")
+        if dot and key not in out.setdefault(kind, []):
+            out[kind].append(key)
+    assert set(out) == set(DYN_KINDS), f"unexpected named sections: {sorted(out)}"
+    assert len(out["provider"]) >= 20 and len(out["model"]) >= 8, out
+    return out
+
+
+def sample_keys():
+    """{(section, key)} set or shown (commented) in etc/leakyd.conf."""
+    if not os.path.exists(SAMPLE):
+        pytest.fail("etc/leakyd.conf is missing")
+    seen, section = set(), None
+    with open(SAMPLE) as f:
+        for line in f:
+            m = re.match(r"^\s*[#;]?\s*\[([^\]\s]+)\]\s*$", line)
+            if m:
+                section = m.group(1)
+                continue
+            m = re.match(r"^\s*[#;]?\s*(\w+)\s*=", line)
+            if m and section:
+                seen.add((section, m.group(1)))
+    return seen
 
 
 def ctl_commands():
@@ -105,19 +149,38 @@ def test_config_keys_in_leakyd_conf_5():
 
 
 def test_config_keys_in_sample_conf():
-    if not os.path.exists(SAMPLE):
-        pytest.fail("etc/leakyd.conf is missing")
-    seen, section = set(), None
-    with open(SAMPLE) as f:
-        for line in f:
-            m = re.match(r"^\s*[#;]?\s*\[(\w+)\]\s*$", line)
-            if m:
-                section = m.group(1)
-                continue
-            m = re.match(r"^\s*[#;]?\s*(\w+)\s*=", line)
-            if m and section:
-                seen.add((section, m.group(1)))
+    seen = sample_keys()
     missing = [f"[{s}] {k}" for s, k in config_keys() if (s, k) not in seen]
+    assert not missing, f"not in etc/leakyd.conf: {missing}"
+
+
+def test_provider_and_model_keys_in_leakyd_conf_5():
+    """Each key of [provider.NAME] and [model.NAME] is described under the
+    page's heading for that kind of section."""
+    text = render("leakyd.conf.5")
+    missing = []
+    for kind, keys in dyn_keys().items():
+        m = re.search(rf"^ *\[{kind}\.NAME\] *$", text, re.M)
+        if not m:
+            missing.append(f"heading [{kind}.NAME]")
+            continue
+        # The region ends at the next subsection heading ("[...]") or section (column 0).
+        end = re.compile(r"^( *\[[\w.]+\] *$|\S)", re.M).search(text, m.end())
+        region = text[m.end():end.start() if end else len(text)]
+        missing += [f"[{kind}.NAME] {k}" for k in keys if not words_re(k).search(region)]
+    assert not missing, f"not in man/leakyd.conf.5: {missing}"
+
+
+def test_provider_and_model_keys_in_sample_conf():
+    """Each key of [provider.NAME] and [model.NAME] is shown at least once in
+    a section of that kind in etc/leakyd.conf."""
+    seen = {}
+    for section, key in sample_keys():
+        kind, dot, _ = section.partition(".")
+        if dot:
+            seen.setdefault(kind, set()).add(key)
+    missing = [f"[{kind}.*] {k}" for kind, keys in dyn_keys().items() for k in keys
+               if k not in seen.get(kind, set())]
     assert not missing, f"not in etc/leakyd.conf: {missing}"
 
 

@@ -685,7 +685,7 @@ static void test_named_reload(void **state)
 			  &a, err),
 		LT_OK);
 	assert_int_equal(load_text(f,
-				   "[provider.x]\nbase_url = http://h\ntimeout_ms = 5\n"
+				   "[provider.x]\nbase_url = http://h\ntimeout_ms = 50\n"
 				   "[provider.z]\nbase_url = http://z\n",
 				   &b, err),
 			 LT_OK);
