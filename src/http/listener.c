@@ -99,6 +99,13 @@ static int read_body(struct lt_req *req, int64_t max_body)
 		return 0;
 	if (declared > max_body)
 		return 413;
+	/* A client that waits for permission before sending its body (curl
+	 * does for larger bodies) gets it now that the limits passed;
+	 * civetweb does not answer Expect for callback handlers. */
+	const char *expect = mg_get_header(req->conn, "Expect");
+	if (expect && strcasecmp(expect, "100-continue") == 0 &&
+	    strcmp(req->ri->http_version, "1.1") == 0)
+		mg_write(req->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	size_t cap = chunked ? 4096 : (size_t)declared;
 	char *buf = malloc(cap + 1);
 	if (!buf)

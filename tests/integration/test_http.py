@@ -375,3 +375,42 @@ def test_date_header(shared):
         t = parsedate_to_datetime(d)
         assert abs(t.timestamp() - time.time()) < 5, d
         assert t.strftime("%a, %d %b %Y %H:%M:%S GMT") == d, d    # weekday agrees
+
+
+# ---- Expect: 100-continue ----
+
+def test_expect_100_continue_gets_interim_response(shared):
+    """A client that waits for "100 Continue" before its body gets it, then the
+    real answer; one that sends a body over the limit gets 413 and no 100."""
+    import socket
+    body = json.dumps({"username": "nobody-here", "password": "wrong-password-1"}).encode()
+    head = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n")
+    s = socket.create_connection((shared.host, shared.port), timeout=10)
+    try:
+        s.sendall(head)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = s.recv(4096)
+            assert chunk, f"closed before the interim response: {interim!r}"
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        s.sendall(body)
+        rest = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    finally:
+        s.close()
+    status, headers, payload = parse_raw_response(rest)
+    assert status == 401, rest
+    assert json.loads(payload)["message"] == "invalid credentials"
+
+    big = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: 99999999\r\n\r\n")
+    out = shared.raw(big)
+    assert not out.startswith(b"HTTP/1.1 100"), out
+    assert out.startswith(b"HTTP/1.1 413"), out
