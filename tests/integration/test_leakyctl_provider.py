@@ -19,7 +19,7 @@ from conftest import (ADMIN_PASSWORD, LEAKYCTL, admin_token, assert_secrets_not_
 
 EX_USAGE, EX_DATAERR = 64, 65
 BOX_OVERHEAD = 24 + 16          # crypto_secretbox nonce + MAC
-KEY_MAX = 511                   # what leakyd can send (LT_CREDENTIAL_MAX - 1)
+KEY_MAX = 4096                  # LT_CREDENTIAL_VALUE_MAX: what leakyd stores and sends
 
 PROVIDERS = {
     "provider.openai": {"base_url": "http://127.0.0.1:9/openai/v1", "format": "openai",
@@ -158,7 +158,7 @@ def test_set_credential_length_limit(env):
     ok(ctl(env, "provider", "set-credential", "openai", input="k" * KEY_MAX + "\n"))
     assert os.path.getsize(cred_path(env, "openai")) == BOX_OVERHEAD + KEY_MAX
     p = ctl(env, "provider", "set-credential", "openai", input="x" * (KEY_MAX + 1) + "\n")
-    assert p.returncode == EX_DATAERR and "longer than 511 bytes" in p.stderr, p
+    assert p.returncode == EX_DATAERR and "longer than 4096 bytes" in p.stderr, p
     p = ctl(env, "provider", "set-credential", "openai", input="y" * 100000)
     assert p.returncode == EX_DATAERR, p
     # The stored key is still the first one.
