@@ -503,8 +503,9 @@ void lt_provider_call(struct lt_registry *r, const struct lt_cfg_provider *p,
 		if (client_gone)
 			break;
 		int64_t wait = 0;
-		uint64_t rnd;
-		randombytes_buf(&rnd, sizeof rnd);
+		uint64_t rnd = 0;
+		if (err || res->status < 200 || res->status >= 300) /* a retry is possible */
+			randombytes_buf(&rnd, sizeof rnd);
 		if (tap.delivered || !lt_retry_next(&rp, attempt, err, err ? 0 : res->status,
 						    res->retry_after_s, rnd, lt_clock_mono_ns(),
 						    rq->stream ? first_deadline : deadline, &wait))
