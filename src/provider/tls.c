@@ -64,6 +64,31 @@ static void whyf(char *why, size_t cap, const char *fmt, ...)
 
 /* ---- socket waiting (shared with upstream.c) ---- */
 
+enum lt_err lt_sock_send(int fd, const void *buf, size_t len, int64_t deadline_ns, size_t *sent,
+			 char *why, size_t why_cap)
+{
+	*sent = 0;
+	for (;;) {
+		ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+		if (w > 0) {
+			*sent = (size_t)w;
+			return LT_OK;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (lt_sock_wait(fd, POLLOUT, deadline_ns) == LT_ETIMEOUT) {
+				whyf(why, why_cap, "timed out");
+				return LT_ETIMEOUT;
+			}
+			continue;
+		}
+		int e = w < 0 ? errno : EPIPE;
+		whyf(why, why_cap, "%s", strerror(e));
+		return (e == EPIPE || e == ECONNRESET) ? LT_ECLOSED : LT_EIO;
+	}
+}
+
 enum lt_err lt_sock_wait(int fd, short events, int64_t deadline_ns)
 {
 	for (;;) {
@@ -187,25 +212,13 @@ static enum lt_err run_until(struct lt_tls_conn *c, int fd, unsigned target, int
 			return LT_ETLS;
 		}
 		if (st & BR_SSL_SENDREC) {
-			size_t len;
+			size_t len, w;
 			unsigned char *buf = br_ssl_engine_sendrec_buf(eng, &len);
-			ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
-			if (w >= 0) {
-				br_ssl_engine_sendrec_ack(eng, (size_t)w);
-				continue;
-			}
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				if (lt_sock_wait(fd, POLLOUT, deadline_ns) == LT_ETIMEOUT) {
-					whyf(why, why_cap, "timed out");
-					return LT_ETIMEOUT;
-				}
-				continue;
-			}
-			int e = errno;
-			whyf(why, why_cap, "%s", strerror(e));
-			return (e == EPIPE || e == ECONNRESET) ? LT_ECLOSED : LT_EIO;
+			enum lt_err e = lt_sock_send(fd, buf, len, deadline_ns, &w, why, why_cap);
+			if (e)
+				return e;
+			br_ssl_engine_sendrec_ack(eng, w);
+			continue;
 		}
 		if (st & target)
 			return LT_OK;

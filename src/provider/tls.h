@@ -58,6 +58,13 @@ bool lt_tls_idle_ok(struct lt_tls_conn *c);
  * itself fails (errno is set). */
 enum lt_err lt_sock_wait(int fd, short events, int64_t deadline_ns);
 
+/* Send some of buf[0..len) (len > 0) on a non-blocking socket, waiting for
+ * it to become writable up to the deadline; *sent > 0 on LT_OK.
+ * LT_ETIMEOUT, LT_ECLOSED (EPIPE, ECONNRESET) or LT_EIO with a bare reason
+ * in why.  Shared by the plain and TLS write paths. */
+enum lt_err lt_sock_send(int fd, const void *buf, size_t len, int64_t deadline_ns, size_t *sent,
+			 char *why, size_t why_cap);
+
 /* Words for a br_ssl_engine_last_error code ("certificate not trusted"). */
 const char *lt_tls_error_str(int br_err);
 

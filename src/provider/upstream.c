@@ -135,24 +135,12 @@ static enum lt_err conn_write_all(struct conn *c, const char *p, size_t n, int64
 	if (c->tls)
 		return lt_tls_write(c->tls, c->fd, p, n, deadline_ns, why, why_cap);
 	while (n > 0) {
-		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-		if (w >= 0) {
-			p += w;
-			n -= (size_t)w;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (lt_sock_wait(c->fd, POLLOUT, deadline_ns) == LT_ETIMEOUT) {
-				whyf(why, why_cap, "timed out");
-				return LT_ETIMEOUT;
-			}
-			continue;
-		}
-		int e = errno;
-		whyf(why, why_cap, "%s", strerror(e));
-		return (e == EPIPE || e == ECONNRESET) ? LT_ECLOSED : LT_EIO;
+		size_t w;
+		enum lt_err e = lt_sock_send(c->fd, p, n, deadline_ns, &w, why, why_cap);
+		if (e)
+			return e;
+		p += w;
+		n -= w;
 	}
 	return LT_OK;
 }

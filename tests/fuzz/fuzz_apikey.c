@@ -21,13 +21,7 @@
 #include "auth/apikey.h"
 #include "auth/throttle.h"
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz_check.h"
 
 /* base 62 of 2^256 - 1: the largest secret (fixed width, and the alphabet is
  * in ASCII order, so memcmp compares values). */

@@ -22,13 +22,7 @@
 
 #include "provider/http_parse.h"
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz_check.h"
 
 #define BODY_CAP 8192 /* ≥ the input size libFuzzer is run with (-max_len=4096) */
 

@@ -19,13 +19,7 @@
 #include "api/handlers.h"
 #include "http/router.h"
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz_check.h"
 
 /* The matcher reads only method and pattern; the other fields stay zero. */
 static const struct lt_route params_table[] = {

@@ -17,13 +17,7 @@
 #include "util/clock.h"
 #include "util/timefmt.h"
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz_check.h"
 
 /* The parser's last whole day: INT64_MAX nanoseconds fall on the next. */
 #define LAST_DAY (INT64_MAX / (86400 * LT_NS_PER_S) - 1)
