@@ -87,3 +87,52 @@ CREATE TABLE audit (
 	detail TEXT                              -- JSON object, never secrets
 ) STRICT;
 CREATE INDEX audit_by_time ON audit(at);
+
+-- migration 3: quotas
+-- Pools of tokens (per provider) or money (provider '$', micro-dollars) per
+-- user or org; the ledger, where every movement is a row, so that a pool's
+-- remaining and reserved always equal the sums of its ledger's d_remaining
+-- and d_reserved (`leakyctl check` verifies it); and the reservations of
+-- calls in flight, which a settle or release deletes (any left after a
+-- crash are released at the next start).  Arithmetic: quota/pool.h.
+CREATE TABLE pools (
+	id           INTEGER PRIMARY KEY,
+	owner_kind   TEXT NOT NULL CHECK (owner_kind IN ('user', 'org')),
+	owner_id     TEXT NOT NULL,
+	provider     TEXT NOT NULL,            -- lower-case provider name, or '$'
+	total        INTEGER NOT NULL CHECK (total >= 0),
+	remaining    INTEGER NOT NULL CHECK (remaining >= 0),
+	reserved     INTEGER NOT NULL CHECK (reserved >= 0),
+	window       TEXT NOT NULL CHECK (window IN ('none', 'hour', 'day', 'month')),
+	window_start INTEGER NOT NULL,
+	window_cap   INTEGER NOT NULL CHECK (window_cap >= -1), -- -1: no cap
+	window_used  INTEGER NOT NULL CHECK (window_used >= 0),
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	UNIQUE (owner_kind, owner_id, provider)
+) STRICT;
+
+CREATE TABLE ledger (
+	id             INTEGER PRIMARY KEY,
+	pool_id        INTEGER NOT NULL REFERENCES pools(id),
+	at             INTEGER NOT NULL,
+	kind           TEXT NOT NULL CHECK (kind IN ('grant', 'adjust', 'reserve', 'settle',
+	                                             'release', 'window_reset')),
+	d_remaining    INTEGER NOT NULL,
+	d_reserved     INTEGER NOT NULL,
+	reservation    TEXT,                     -- reserve, settle, release
+	amount         INTEGER,                  -- reserve: held; settle: the real usage
+	unbilled       INTEGER NOT NULL DEFAULT 0 CHECK (unbilled >= 0),
+	actor          TEXT,                     -- user id, 'leakyctl', 'system'
+	reason         TEXT,
+	correlation_id TEXT
+) STRICT;
+CREATE INDEX ledger_by_pool ON ledger(pool_id, id);
+
+CREATE TABLE reservations (
+	id         TEXT NOT NULL,                -- one id may hold several pools
+	pool_id    INTEGER NOT NULL REFERENCES pools(id),
+	held       INTEGER NOT NULL CHECK (held >= 0),
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (id, pool_id)
+) STRICT, WITHOUT ROWID;
