@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "store/kv.h"
+#include "store/kv_int.h"
 
 struct lt_kv {
 	MDB_env *env;
@@ -187,4 +188,10 @@ enum lt_err lt_kv_counter_bump(struct lt_kv *kv, const char *name, uint64_t *out
 	if (out)
 		*out = cur;
 	return LT_OK;
+}
+
+void lt_kv_handles(struct lt_kv *kv, MDB_env **env, MDB_dbi *buckets)
+{
+	*env = kv->env;
+	*buckets = kv->buckets;
 }

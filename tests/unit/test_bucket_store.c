@@ -1,0 +1,570 @@
+/*
+ * test_bucket_store.c — src/limit/bucket_store.c on a real LMDB environment
+ * in a temporary directory (lt_kv_open): all-or-none admission with every
+ * decision filled, LT_ERANGE items, refunds, the TTL sweep (exact, batched,
+ * bounded), records of the wrong size or version, argument checks, a full
+ * map (expired records swept automatically; live records give LT_EBUSY
+ * with nothing damaged) and 8 threads on one bucket under a shared
+ * synthetic clock.  Time is always an explicit now_ns; no real clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "limit/bucket_store.h"
+#include "store/kv.h"
+#include "store/kv_int.h"
+#include "testutil.h"
+
+#define MIB (UINT64_C(1) << 20)
+#define SEC INT64_C(1000000000)
+#define T0 (INT64_C(1700000000) * SEC) /* any fixed instant */
+
+struct fixture {
+	char dir[TU_PATH_MAX];
+	char env[TU_PATH_MAX];
+	struct lt_kv *kv;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	char err[LT_KV_ERR_MAX];
+	if (!f)
+		return -1;
+	tu_tmpdir(f->dir);
+	tu_path(f->env, f->dir, "buckets");
+	if (lt_kv_open(f->env, 16 * MIB, false, &f->kv, err) != LT_OK) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	lt_kv_close(f->kv);
+	tu_rmtree(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Leaky bucket: capacity tokens, leaking rate per period. */
+static struct lt_bucket_policy leaky(int64_t capacity, int64_t rate, int64_t period_ns)
+{
+	struct lt_bucket_policy p = {LT_ALGO_LEAKY, capacity, rate, period_ns, 0};
+	return p;
+}
+
+static void item(struct lt_admit_item *it, const char *key, struct lt_bucket_policy p, int64_t cost)
+{
+	memset(it, 0, sizeof *it);
+	snprintf(it->key, sizeof it->key, "%s", key);
+	it->policy = p;
+	it->cost = cost;
+	it->err = LT_EIO; /* must be overwritten */
+	it->decision.limit = -1;
+}
+
+/* Admit one item; returns allowed, asserts LT_OK. */
+static bool admit1(struct lt_kv *kv, const char *key, struct lt_bucket_policy p, int64_t cost,
+		   int64_t now)
+{
+	struct lt_admit_item it;
+	bool ok = true;
+	item(&it, key, p, cost);
+	assert_int_equal(lt_bucket_admit_all(kv, &it, 1, now, &ok), LT_OK);
+	assert_int_equal(it.err, LT_OK);
+	assert_int_equal(ok, it.decision.allowed);
+	return ok;
+}
+
+static int64_t remaining(struct lt_kv *kv, const char *key, struct lt_bucket_policy p, int64_t now)
+{
+	struct lt_bucket_decision d;
+	assert_int_equal(lt_bucket_store_peek(kv, key, &p, now, &d), LT_OK);
+	return d.remaining;
+}
+
+static uint64_t entries(struct lt_kv *kv)
+{
+	struct lt_kv_stat st;
+	assert_int_equal(lt_kv_stat(kv, &st), LT_OK);
+	return st.entries;
+}
+
+static void raw_put(struct lt_kv *kv, const char *key, const void *val, size_t len)
+{
+	MDB_env *env;
+	MDB_dbi dbi;
+	MDB_txn *txn;
+	lt_kv_handles(kv, &env, &dbi);
+	MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)val};
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+/* Size of the stored value (0 when absent); copies up to cap bytes to out. */
+static size_t raw_get(struct lt_kv *kv, const char *key, void *out, size_t cap)
+{
+	MDB_env *env;
+	MDB_dbi dbi;
+	MDB_txn *txn;
+	size_t n = 0;
+	lt_kv_handles(kv, &env, &dbi);
+	MDB_val k = {strlen(key), (void *)key}, v;
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	int rc = mdb_get(txn, dbi, &k, &v);
+	if (rc == 0) {
+		n = v.mv_size;
+		if (out)
+			memcpy(out, v.mv_data, n < cap ? n : cap);
+	} else {
+		assert_int_equal(rc, MDB_NOTFOUND);
+	}
+	mdb_txn_abort(txn);
+	return n;
+}
+
+/* One full bucket among three: nothing is written to the other two, and
+ * every decision is filled; then the same items all pass and all are
+ * written. */
+static void test_all_or_none(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(5, 1, SEC);
+	struct lt_admit_item it[3];
+	bool ok = true;
+
+	for (int i = 0; i < 5; i++)
+		assert_true(admit1(f->kv, "user:b", p, 1, T0));
+	assert_false(admit1(f->kv, "user:b", p, 1, T0));
+	assert_int_equal(entries(f->kv), 1);
+
+	/* unsorted on purpose */
+	item(&it[0], "user:c", p, 2);
+	item(&it[1], "user:b", p, 1);
+	item(&it[2], "user:a", p, 1);
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 3, T0, &ok), LT_OK);
+	assert_false(ok);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(it[i].err, LT_OK);
+		assert_int_equal(it[i].decision.limit, 5);
+	}
+	assert_false(it[1].decision.allowed);
+	assert_int_equal(it[1].decision.remaining, 0);
+	assert_true(it[1].decision.retry_ns > 0);
+	/* what a and c would have been, had the request passed */
+	assert_true(it[0].decision.allowed);
+	assert_int_equal(it[0].decision.remaining, 3);
+	assert_true(it[2].decision.allowed);
+	assert_int_equal(it[2].decision.remaining, 4);
+	/* ... but nothing was written */
+	assert_int_equal(remaining(f->kv, "user:a", p, T0), 5);
+	assert_int_equal(remaining(f->kv, "user:c", p, T0), 5);
+	assert_int_equal(remaining(f->kv, "user:b", p, T0), 0);
+	assert_int_equal(entries(f->kv), 1);
+
+	/* one token leaks out of b after a second: now all three pass */
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 3, T0 + SEC, &ok), LT_OK);
+	assert_true(ok);
+	for (int i = 0; i < 3; i++)
+		assert_true(it[i].decision.allowed);
+	assert_int_equal(remaining(f->kv, "user:a", p, T0 + SEC), 4);
+	assert_int_equal(remaining(f->kv, "user:b", p, T0 + SEC), 0);
+	assert_int_equal(remaining(f->kv, "user:c", p, T0 + SEC), 3);
+	assert_int_equal(entries(f->kv), 3);
+}
+
+/* A cost no bucket can ever admit: LT_ERANGE, nothing written, the other
+ * item's decision still filled. */
+static void test_erange(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_admit_item it[2];
+	bool ok = true;
+	item(&it[0], "route:x", leaky(10, 1, SEC), 1);
+	item(&it[1], "model:tpm", leaky(100, 1, SEC), 101);
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 2, T0, &ok), LT_ERANGE);
+	assert_false(ok);
+	assert_int_equal(it[0].err, LT_OK);
+	assert_true(it[0].decision.allowed);
+	assert_int_equal(it[0].decision.limit, 10);
+	assert_int_equal(it[1].err, LT_ERANGE);
+	assert_false(it[1].decision.allowed);
+	assert_int_equal(it[1].decision.limit, 100);
+	assert_int_equal(entries(f->kv), 0);
+	/* exactly the capacity is fine */
+	it[1].cost = 100;
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 2, T0, &ok), LT_OK);
+	assert_true(ok);
+	assert_int_equal(entries(f->kv), 2);
+}
+
+static void test_refund(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(10, 1, SEC);
+	struct lt_admit_item it[2];
+	bool ok = false;
+	item(&it[0], "k1", p, 3);
+	item(&it[1], "k2", p, 7);
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 2, T0, &ok), LT_OK);
+	assert_true(ok);
+	assert_int_equal(remaining(f->kv, "k1", p, T0), 7);
+	assert_int_equal(remaining(f->kv, "k2", p, T0), 3);
+	assert_int_equal(lt_bucket_refund_all(f->kv, it, 2, T0), LT_OK);
+	assert_int_equal(remaining(f->kv, "k1", p, T0), 10);
+	assert_int_equal(remaining(f->kv, "k2", p, T0), 10);
+	/* the refunded bucket admits the full capacity again */
+	it[0].cost = 10;
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 1, T0, &ok), LT_OK);
+	assert_true(ok);
+
+	/* a refund for a record that is gone creates nothing */
+	struct lt_admit_item gone;
+	item(&gone, "never-admitted", p, 5);
+	uint64_t before = entries(f->kv);
+	assert_int_equal(lt_bucket_refund_all(f->kv, &gone, 1, T0), LT_OK);
+	assert_int_equal(entries(f->kv), before);
+	assert_int_equal(raw_get(f->kv, "never-admitted", NULL, 0), 0);
+}
+
+/* 2500 keys with costs 1..10 on a 1 token/s bucket expire 1..10 s after
+ * T0; a sweep at T0 + 5.5 s removes exactly those with cost <= 5, across
+ * several batches, and the others keep their state. */
+static void test_sweep(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(10, 1, SEC);
+	char key[32];
+	size_t removed = 99;
+	for (int i = 0; i < 2500; i++) {
+		snprintf(key, sizeof key, "sweep:%05d", i);
+		assert_true(admit1(f->kv, key, p, i % 10 + 1, T0));
+	}
+	assert_int_equal(entries(f->kv), 2500);
+
+	assert_int_equal(lt_bucket_sweep(f->kv, T0, 0, &removed), LT_OK);
+	assert_int_equal(removed, 0);
+
+	/* bounded: exactly max, all from the expired ones */
+	assert_int_equal(lt_bucket_sweep(f->kv, T0 + 5 * SEC + SEC / 2, 100, &removed), LT_OK);
+	assert_int_equal(removed, 100);
+	assert_int_equal(entries(f->kv), 2400);
+	assert_int_equal(lt_bucket_sweep(f->kv, T0 + 5 * SEC + SEC / 2, 0, &removed), LT_OK);
+	assert_int_equal(removed, 1150);
+	assert_int_equal(entries(f->kv), 1250);
+	for (int i = 0; i < 2500; i++) {
+		snprintf(key, sizeof key, "sweep:%05d", i);
+		struct lt_bucket_decision d;
+		size_t n = raw_get(f->kv, key, NULL, 0);
+		assert_int_equal(n, i % 10 + 1 <= 5 ? 0 : 48);
+		if (n) {
+			assert_int_equal(lt_bucket_store_peek(f->kv, key, &p, T0, &d), LT_OK);
+			assert_int_equal(d.used, i % 10 + 1);
+		}
+	}
+	assert_int_equal(lt_bucket_sweep(f->kv, T0 + 5 * SEC + SEC / 2, 0, &removed), LT_OK);
+	assert_int_equal(removed, 0);
+	/* at T0 + 10 s everything is back to fresh */
+	assert_int_equal(lt_bucket_sweep(f->kv, T0 + 10 * SEC, 0, &removed), LT_OK);
+	assert_int_equal(removed, 1250);
+	assert_int_equal(entries(f->kv), 0);
+}
+
+/* Values of another size or version read as fresh, are overwritten by an
+ * admission, ignored by a refund and removed by the sweep. */
+static void test_wrong_size(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(4, 1, SEC);
+	unsigned char junk[10], buf[64];
+	int64_t other[6] = {1, 2, 3, 4, INT64_MAX, 7}; /* version 7 */
+	size_t removed;
+	memset(junk, 0xAB, sizeof junk);
+	raw_put(f->kv, "short", junk, sizeof junk);
+	raw_put(f->kv, "version", other, sizeof other);
+
+	assert_int_equal(remaining(f->kv, "short", p, T0), 4);
+	assert_int_equal(remaining(f->kv, "version", p, T0), 4);
+
+	struct lt_admit_item it;
+	item(&it, "version", p, 1);
+	assert_int_equal(lt_bucket_refund_all(f->kv, &it, 1, T0), LT_OK);
+	assert_int_equal(raw_get(f->kv, "version", buf, sizeof buf), 48);
+	assert_memory_equal(buf, other, sizeof other);
+
+	assert_true(admit1(f->kv, "short", p, 3, T0));
+	assert_int_equal(raw_get(f->kv, "short", buf, sizeof buf), 48);
+	assert_int_equal(remaining(f->kv, "short", p, T0), 1);
+
+	assert_int_equal(lt_bucket_sweep(f->kv, T0, 0, &removed), LT_OK);
+	assert_int_equal(removed, 1);
+	assert_int_equal(raw_get(f->kv, "version", buf, sizeof buf), 0);
+	assert_int_equal(raw_get(f->kv, "short", buf, sizeof buf), 48);
+}
+
+static void test_bad_arguments(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(4, 1, SEC);
+	struct lt_admit_item it[LT_ADMIT_MAX + 1];
+	struct lt_bucket_decision d;
+	char key[32];
+	bool ok;
+	for (int i = 0; i <= LT_ADMIT_MAX; i++) {
+		snprintf(key, sizeof key, "k%02d", i);
+		item(&it[i], key, p, 1);
+	}
+
+#define EXPECT_EINVAL(n)                                                                           \
+	do {                                                                                       \
+		ok = true;                                                                         \
+		assert_int_equal(lt_bucket_admit_all(f->kv, it, (n), T0, &ok), LT_EINVAL);         \
+		assert_false(ok);                                                                  \
+		assert_int_equal(lt_bucket_refund_all(f->kv, it, (n), T0), LT_EINVAL);             \
+	} while (0)
+
+	EXPECT_EINVAL(0);
+	EXPECT_EINVAL(LT_ADMIT_MAX + 1);
+	/* the same key twice, not adjacent */
+	snprintf(it[5].key, sizeof it[5].key, "k01");
+	EXPECT_EINVAL(6);
+	snprintf(it[5].key, sizeof it[5].key, "k05");
+	it[2].key[0] = '\0';
+	EXPECT_EINVAL(3);
+	memset(it[2].key, 'x', sizeof it[2].key); /* no terminator */
+	EXPECT_EINVAL(3);
+	snprintf(it[2].key, sizeof it[2].key, "k02");
+	it[1].cost = -1;
+	EXPECT_EINVAL(3);
+	it[1].cost = 1;
+	it[0].policy.capacity = 0;
+	EXPECT_EINVAL(3);
+	it[0].policy = p;
+	assert_int_equal(entries(f->kv), 0);
+
+	/* the longest key passes; peek checks its arguments too */
+	memset(it[0].key, 'y', LT_BUCKET_KEY_MAX);
+	it[0].key[LT_BUCKET_KEY_MAX] = '\0';
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, LT_ADMIT_MAX, T0, &ok), LT_OK);
+	assert_true(ok);
+	assert_int_equal(entries(f->kv), LT_ADMIT_MAX);
+	assert_int_equal(lt_bucket_store_peek(f->kv, it[0].key, &p, T0, &d), LT_OK);
+	assert_int_equal(d.remaining, 3);
+	assert_int_equal(lt_bucket_store_peek(f->kv, "", &p, T0, &d), LT_EINVAL);
+	p.rate = 0;
+	assert_int_equal(lt_bucket_store_peek(f->kv, "k01", &p, T0, &d), LT_EINVAL);
+}
+
+/* --- a full map ------------------------------------------------------------ */
+
+/* The smallest map leakyd accepts: [storage] lmdb_map_size >= 1M
+ * (config.c; kv.c itself has no floor). */
+#define SMALL_MAP MIB
+
+/* Admit distinct keys "fill:N" at now until the map is full; returns how
+ * many were written. */
+static int fill_map(struct lt_kv *kv, struct lt_bucket_policy p, int64_t now)
+{
+	char key[32];
+	for (int i = 0; i < 1000000; i++) {
+		struct lt_admit_item it;
+		bool ok = false;
+		snprintf(key, sizeof key, "fill:%07d", i);
+		item(&it, key, p, 1);
+		enum lt_err e = lt_bucket_admit_all(kv, &it, 1, now, &ok);
+		if (e == LT_EBUSY) {
+			assert_false(ok);
+			return i;
+		}
+		assert_int_equal(e, LT_OK);
+		assert_true(ok);
+	}
+	fail_msg("a 1 MiB map never filled up");
+	return -1;
+}
+
+static struct lt_kv *open_small(struct fixture *f, const char *name)
+{
+	char path[TU_PATH_MAX], err[LT_KV_ERR_MAX];
+	struct lt_kv *kv = NULL;
+	assert_int_equal(lt_kv_open(tu_path(path, f->dir, name), SMALL_MAP, false, &kv, err),
+			 LT_OK);
+	return kv;
+}
+
+/* Every record fill:0..n-1 is there, used as the policy says. */
+static void check_filled(struct lt_kv *kv, struct lt_bucket_policy p, int n, int64_t now)
+{
+	char key[32];
+	for (int i = 0; i < n; i++) {
+		struct lt_bucket_decision d;
+		snprintf(key, sizeof key, "fill:%07d", i);
+		assert_int_equal(raw_get(kv, key, NULL, 0), 48);
+		assert_int_equal(lt_bucket_store_peek(kv, key, &p, now, &d), LT_OK);
+		assert_int_equal(d.used, 1);
+	}
+}
+
+/* Full of records that expire 1 ms after they were written: a new key is
+ * refused with LT_EBUSY while they are live, and admitted once they have
+ * expired, because the admission sweeps and retries by itself. */
+static void test_map_full_expired(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_kv *kv = open_small(f, "small-expired");
+	struct lt_bucket_policy shortp = leaky(1, 1, SEC / 1000);
+	struct lt_bucket_policy p = leaky(5, 1, SEC);
+	struct lt_admit_item it;
+	bool ok = true;
+
+	int n = fill_map(kv, shortp, T0);
+	assert_true(n > 1000);
+	assert_int_equal(entries(kv), (uint64_t)n);
+
+	item(&it, "new-key", p, 1);
+	assert_int_equal(lt_bucket_admit_all(kv, &it, 1, T0, &ok), LT_EBUSY);
+	assert_false(ok);
+	assert_int_equal(entries(kv), (uint64_t)n);
+
+	assert_int_equal(lt_bucket_admit_all(kv, &it, 1, T0 + SEC, &ok), LT_OK);
+	assert_true(ok);
+	assert_int_equal(it.err, LT_OK);
+	uint64_t left = entries(kv);
+	assert_true(left < (uint64_t)n);
+	assert_int_equal(remaining(kv, "new-key", p, T0 + SEC), 4);
+	/* and the store keeps working */
+	for (int i = 0; i < 100; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "after:%03d", i);
+		assert_true(admit1(kv, key, p, 1, T0 + SEC));
+	}
+	lt_kv_close(kv);
+}
+
+/* Full of live records: LT_EBUSY, nothing written, every record intact
+ * (also after reopening); refusals still work; once the records expire,
+ * admissions work again. */
+static void test_map_full_live(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_kv *kv = open_small(f, "small-live");
+	struct lt_bucket_policy hour = leaky(1, 1, 3600 * SEC);
+	struct lt_admit_item it[2];
+	size_t removed = 99;
+	bool ok = true;
+
+	int n = fill_map(kv, hour, T0);
+	assert_true(n > 1000);
+
+	item(&it[0], "new-a", hour, 1);
+	item(&it[1], "new-b", hour, 1);
+	for (int i = 0; i < 3; i++) {
+		ok = true;
+		assert_int_equal(lt_bucket_admit_all(kv, it, 2, T0 + SEC, &ok), LT_EBUSY);
+		assert_false(ok);
+	}
+	assert_int_equal(entries(kv), (uint64_t)n);
+	assert_int_equal(raw_get(kv, "new-a", NULL, 0), 0);
+	/* a full bucket is refused without needing space */
+	assert_false(admit1(kv, "fill:0000000", hour, 1, T0 + SEC));
+	check_filled(kv, hour, n, T0 + SEC);
+	assert_int_equal(lt_bucket_sweep(kv, T0 + SEC, 0, &removed), LT_OK);
+	assert_int_equal(removed, 0);
+
+	lt_kv_close(kv);
+	kv = open_small(f, "small-live");
+	assert_int_equal(entries(kv), (uint64_t)n);
+	check_filled(kv, hour, n, T0 + SEC);
+
+	/* an hour later every record is fresh again: the sweep makes room */
+	assert_int_equal(lt_bucket_admit_all(kv, it, 2, T0 + 3601 * SEC, &ok), LT_OK);
+	assert_true(ok);
+	assert_true(entries(kv) < (uint64_t)n);
+	lt_kv_close(kv);
+}
+
+/* --- concurrency ------------------------------------------------------------ */
+
+#define THREADS 8
+#define PER_THREAD 2000
+#define STEP_NS (SEC / 1000) /* each admission advances the shared clock 1 ms */
+
+struct race {
+	struct lt_kv *kv;
+	struct lt_bucket_policy p;
+	atomic_int_fast64_t clock;
+	atomic_long admitted;
+	atomic_long failures; /* calls that did not return LT_OK */
+};
+
+static void *racer(void *arg)
+{
+	struct race *r = arg;
+	for (int i = 0; i < PER_THREAD; i++) {
+		struct lt_admit_item it;
+		bool ok = false;
+		int64_t now = atomic_fetch_add(&r->clock, STEP_NS) + STEP_NS;
+		item(&it, "hot", r->p, 1);
+		if (lt_bucket_admit_all(r->kv, &it, 1, now, &ok) != LT_OK)
+			atomic_fetch_add(&r->failures, 1);
+		else if (ok)
+			atomic_fetch_add(&r->admitted, 1);
+	}
+	return NULL;
+}
+
+/* 8 threads x 2000 unit admissions on a leaky bucket of 1000 tokens
+ * leaking 10/s: the total admitted never exceeds capacity + rate x
+ * elapsed, and reaches at least 99 % of it. */
+static void test_concurrent(void **state)
+{
+	struct fixture *f = *state;
+	struct race r = {.kv = f->kv, .p = leaky(1000, 10, SEC)};
+	pthread_t th[THREADS];
+	atomic_init(&r.clock, T0);
+	atomic_init(&r.admitted, 0);
+	atomic_init(&r.failures, 0);
+	for (int i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, racer, &r), 0);
+	for (int i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+
+	int64_t elapsed = atomic_load(&r.clock) - T0;
+	assert_int_equal(elapsed, (int64_t)THREADS * PER_THREAD * STEP_NS);
+	long bound = 1000 + (long)(10 * elapsed / SEC); /* 1160 */
+	long admitted = atomic_load(&r.admitted);
+	print_message("admitted %ld of bound %ld\n", admitted, bound);
+	assert_int_equal(atomic_load(&r.failures), 0);
+	assert_true(admitted <= bound);
+	assert_true(admitted * 100 >= bound * 99);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	/* clang-format off */
+	const struct CMUnitTest tests[] = {
+		T(test_all_or_none),
+		T(test_erange),
+		T(test_refund),
+		T(test_sweep),
+		T(test_wrong_size),
+		T(test_bad_arguments),
+		T(test_map_full_expired),
+		T(test_map_full_live),
+		T(test_concurrent),
+	};
+	/* clang-format on */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
