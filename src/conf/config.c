@@ -15,12 +15,22 @@
 
 #include "auth/tiers.h"
 #include "conf/config.h"
+#include "limit/bucket.h"
+#include "limit/policy.h"
 #include "provider/upstream.h"
 
 static const char *const sync_choices[] = {"off", "normal", "full", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_choices[] = {"openai", "gemini", "qwen", NULL};
 static const char *const kind_choices[] = {"chat", "embedding", NULL};
+/* In the order of enum lt_bucket_algo and enum lt_client_key. */
+static const char *const algo_choices[] = {"leaky", "token", "fixed", "gcra", NULL};
+static const char *const client_key_choices[] = {"auto", "api_key", "user", "ip", NULL};
+_Static_assert(LT_ALGO_LEAKY == 0 && LT_ALGO_TOKEN == 1 && LT_ALGO_FIXED == 2 && LT_ALGO_GCRA == 3,
+	       "algo_choices follows enum lt_bucket_algo");
+_Static_assert(LT_CLIENT_AUTO == 0 && LT_CLIENT_API_KEY == 1 && LT_CLIENT_USER == 2 &&
+		       LT_CLIENT_IP == 3,
+	       "client_key_choices follows enum lt_client_key");
 
 static bool check_tiers(const char *value, char *why, size_t whylen)
 {
@@ -122,6 +132,65 @@ static const struct lt_config_key keys[] = {
 	 "Tiers and their priorities (NAME:PRIORITY,...); a user's tier is its explicit tier, else "
 	 "the highest-priority tier named after one of its roles.",
 	 check_tiers},
+
+	{"limits", "token_algorithm", LT_CFG_ENUM, OFF(limits_token_algorithm), "leaky", 0, 0,
+	 algo_choices, true,
+	 "Algorithm of the token bucket per user (or org) and provider: leaky, token, fixed or "
+	 "gcra (the reference: leaky)."},
+	{"limits", "token_capacity", LT_CFG_INT, OFF(limits_token_capacity), "1000", 1,
+	 INT64_C(1000000000), NULL, true,
+	 "Tokens the bucket holds before the tier multiplier: the most one request may spend, "
+	 "and the burst (the reference: 1000)."},
+	{"limits", "token_rate", LT_CFG_INT, OFF(limits_token_rate), "10", 1, INT64_C(1000000000),
+	 NULL, true,
+	 "Tokens the bucket leaks (or refills) per token_period_ms, before the tier multiplier "
+	 "(the reference: 10)."},
+	{"limits", "token_period_ms", LT_CFG_INT, OFF(limits_token_period_ms), "1000", 1, 86400000,
+	 NULL, true,
+	 "Period of token_rate and org_rate, and the window of the fixed algorithm "
+	 "(milliseconds; the reference: 1000)."},
+	{"limits", "tier_multipliers", LT_CFG_STR, OFF(limits_tier_multipliers), "USER:1,ADMIN:2",
+	 0, LT_CFG_LIMITS_STR_MAX, NULL, true,
+	 "TIER:MULTIPLIER,... (1-1000) scaling token_capacity and token_rate; unlisted tiers get "
+	 "1 (the reference: USER:1,ADMIN:2).",
+	 lt_limit_check_multipliers},
+	{"limits", "request_algorithm", LT_CFG_ENUM, OFF(limits_request_algorithm), "fixed", 0, 0,
+	 algo_choices, true,
+	 "Algorithm of the request limit per client: leaky, token, fixed or gcra (the reference: "
+	 "fixed)."},
+	{"limits", "request_limit", LT_CFG_INT, OFF(limits_request_limit), "120", 1,
+	 INT64_C(1000000000), NULL, true,
+	 "Requests a client may make per request_window_ms on routes without an override "
+	 "(the reference: 120)."},
+	{"limits", "request_window_ms", LT_CFG_INT, OFF(limits_request_window_ms), "60000", 1,
+	 86400000, NULL, true,
+	 "Window of the request limits (milliseconds; the reference: 60000)."},
+	{"limits", "request_routes", LT_CFG_STR, OFF(limits_request_routes),
+	 "/api/v1/tokens/**=200", 0, LT_CFG_LIMITS_STR_MAX, NULL, true,
+	 "Route overrides PATH=LIMIT,... (PATH exact or ending in /**, at most 128 characters; "
+	 "LIMIT 1-10^9); the longest match wins.",
+	 lt_limit_check_routes},
+	{"limits", "whitelist", LT_CFG_STR, OFF(limits_whitelist),
+	 "/actuator/**,/healthz,/readyz,/metrics,/openapi.json", 0, LT_CFG_LIMITS_STR_MAX, NULL,
+	 true, "Paths exempt from the request limits (PATH,...; each exact or ending in /**).",
+	 lt_limit_check_whitelist},
+	{"limits", "client_key", LT_CFG_ENUM, OFF(limits_client_key), "auto", 0, 0,
+	 client_key_choices, true,
+	 "Who a request limit counts: api_key, user, ip (address without port), or auto (the "
+	 "first present of those)."},
+	{"limits", "org_capacity", LT_CFG_INT, OFF(limits_org_capacity), "0", 0,
+	 INT64_C(1000000000000), NULL, true,
+	 "Tokens of a bucket per org and provider shared by its members; 0 means no org "
+	 "buckets."},
+	{"limits", "org_rate", LT_CFG_INT, OFF(limits_org_rate), "0", 0, INT64_C(1000000000000),
+	 NULL, true,
+	 "Tokens the org bucket leaks (or refills) per token_period_ms; 0 means "
+	 "org_capacity."},
+
+	{"features", "rate_limiting", LT_CFG_BOOL, OFF(features_rate_limiting), "yes", 0, 0, NULL,
+	 true, "Apply the [limits] buckets; no means no request is rate limited."},
+	{"features", "quota_enforcement", LT_CFG_BOOL, OFF(features_quota_enforcement), "yes", 0, 0,
+	 NULL, true, "Refuse spending beyond a token pool's balance."},
 
 	{"log", "level", LT_CFG_ENUM, OFF(log_level), "info", 0, 0, level_choices, true,
 	 "Least severe level written (debug, info, warn, error)."},
@@ -243,6 +312,10 @@ static const struct lt_config_key model_keys[] = {
 	 true, "Tokens of prompt plus output the model accepts."},
 	{"model", "max_output", LT_CFG_INT, MOFF(max_output), "4096", 1, 10000000, NULL, true,
 	 "Largest max_tokens accepted, and the default when a request sets none."},
+	{"model", "rpm", LT_CFG_INT, MOFF(rpm), "0", 0, 100000000, NULL, true,
+	 "Requests per minute to this model from all clients together; 0 means no limit."},
+	{"model", "tpm", LT_CFG_INT, MOFF(tpm), "0", 0, INT64_C(10000000000), NULL, true,
+	 "Tokens per minute to this model from all clients together; 0 means no limit."},
 };
 
 const struct lt_config_key *lt_config_keys(size_t *n)

@@ -28,6 +28,18 @@
 
 enum lt_sync_mode { LT_SYNC_OFF, LT_SYNC_NORMAL, LT_SYNC_FULL };
 
+/* [limits] client_key: what identifies the client of the request limit
+ * (limit/policy.h).  AUTO takes the first present of key, user, address. */
+enum lt_client_key { LT_CLIENT_AUTO, LT_CLIENT_API_KEY, LT_CLIENT_USER, LT_CLIENT_IP };
+
+/* [limits] tier_multipliers, request_routes and whitelist: at most this
+ * many characters, so that "name = value" fits one line of the file (inih
+ * reads 198 characters a line) and a rendered config always loads back. */
+#define LT_CFG_LIMITS_STR_MAX 176
+/* A route override's or whitelist entry's path, wildcard included: bounded so
+ * that the request-limit key "rq|<client>|<route>" fits LT_BUCKET_KEY_MAX. */
+#define LT_CFG_ROUTE_MAX 128
+
 /* Providers and models are named sections, [provider.NAME] and
  * [model.NAME], parsed by their own key tables (lt_config_provider_keys,
  * lt_config_model_keys) into fixed arrays. */
@@ -74,6 +86,8 @@ struct lt_cfg_model {
 	int64_t price_output;
 	int64_t context_window; /* tokens */
 	int64_t max_output;	/* output cap and default max_tokens */
+	int64_t rpm;		/* requests per minute, 0 = no limit */
+	int64_t tpm;		/* tokens per minute, 0 = no limit */
 };
 
 struct lt_config {
@@ -104,6 +118,23 @@ struct lt_config {
 	int64_t auth_hash_concurrency;
 	int64_t auth_hash_queue;
 	char auth_tiers[LT_CFG_STR_MAX]; /* "NAME:PRIORITY,...", see auth/tiers.h */
+	/* [limits]: see limit/policy.h */
+	int64_t limits_token_algorithm; /* enum lt_bucket_algo */
+	int64_t limits_token_capacity;
+	int64_t limits_token_rate;
+	int64_t limits_token_period_ms;
+	char limits_tier_multipliers[LT_CFG_STR_MAX]; /* "TIER:MULT,..." */
+	int64_t limits_request_algorithm;	      /* enum lt_bucket_algo */
+	int64_t limits_request_limit;
+	int64_t limits_request_window_ms;
+	char limits_request_routes[LT_CFG_STR_MAX]; /* "PREFIX=LIMIT,..." */
+	char limits_whitelist[LT_CFG_STR_MAX];	    /* "PATH,..." */
+	int64_t limits_client_key;		    /* enum lt_client_key */
+	int64_t limits_org_capacity;		    /* 0 = no org buckets */
+	int64_t limits_org_rate;		    /* 0 = org_capacity per period */
+	/* [features] */
+	bool features_rate_limiting;
+	bool features_quota_enforcement;
 	/* [log] */
 	int64_t log_level; /* enum lt_log_level */
 	bool log_access;

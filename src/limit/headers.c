@@ -57,26 +57,40 @@ static bool tighter(const struct lt_bucket_decision *a, const struct lt_bucket_d
 	return l < r;
 }
 
-int lt_limit_binding(const struct lt_limit_plan *p, bool allowed)
+/* Does decision d bind more than b?  Refused: the refused item that makes
+ * the client wait longest; admitted: the lowest remaining share. */
+static bool binds_more(const struct lt_bucket_decision *d, const struct lt_bucket_decision *b,
+		       bool allowed)
+{
+	if (!allowed)
+		return (!d->allowed && b->allowed) ||
+		       (!d->allowed && !b->allowed && d->retry_ns > b->retry_ns);
+	return tighter(d, b);
+}
+
+static bool is_token_scope(enum lt_limit_scope s)
+{
+	return s == LT_SCOPE_TOKENS || s == LT_SCOPE_ORG || s == LT_SCOPE_MODEL_TPM;
+}
+
+/* The binding item, among all (family < 0) or one family (0 requests,
+ * 1 tokens). */
+static int binding(const struct lt_limit_plan *p, int family, bool allowed)
 {
 	int best = -1;
 	for (size_t i = 0; i < p->n; i++) {
-		const struct lt_bucket_decision *d = &p->items[i].decision;
-		if (best < 0) {
-			best = (int)i;
+		if (family >= 0 && is_token_scope(p->scope[i]) != (family == 1))
 			continue;
-		}
-		const struct lt_bucket_decision *b = &p->items[best].decision;
-		if (!allowed) {
-			/* the refused item that makes the client wait longest */
-			if ((!d->allowed && b->allowed) ||
-			    (!d->allowed && !b->allowed && d->retry_ns > b->retry_ns))
-				best = (int)i;
-		} else if (tighter(d, b)) {
+		if (best < 0 ||
+		    binds_more(&p->items[i].decision, &p->items[best].decision, allowed))
 			best = (int)i;
-		}
 	}
 	return best;
+}
+
+int lt_limit_binding(const struct lt_limit_plan *p, bool allowed)
+{
+	return binding(p, -1, allowed);
 }
 
 /* The policy's window in seconds: FIXED its period; the others the time to
@@ -117,30 +131,12 @@ void lt_limit_headers_api(const struct lt_limit_plan *p, bool allowed, struct lt
 		lt_buf_printf(out, "Retry-After: %lld\r\n", (long long)(reset > 0 ? reset : 1));
 }
 
-/* The binding item among those of one family (requests or tokens). */
-static int binding_in(const struct lt_limit_plan *p, bool tokens, bool allowed)
-{
-	struct lt_limit_plan sub;
-	int map[LT_ADMIT_MAX];
-	sub.n = 0;
-	for (size_t i = 0; i < p->n; i++) {
-		bool is_tok = p->scope[i] == LT_SCOPE_TOKENS || p->scope[i] == LT_SCOPE_ORG ||
-			      p->scope[i] == LT_SCOPE_MODEL_TPM;
-		if (is_tok != tokens)
-			continue;
-		sub.items[sub.n].decision = p->items[i].decision;
-		map[sub.n++] = (int)i;
-	}
-	int b = lt_limit_binding(&sub, allowed);
-	return b < 0 ? -1 : map[b];
-}
-
 void lt_limit_headers_openai(const struct lt_limit_plan *p, bool allowed, struct lt_buf *out)
 {
 	static const char *const fam[2] = {"requests", "tokens"};
 	int64_t retry = 0;
 	for (int k = 0; k < 2; k++) {
-		int i = binding_in(p, k == 1, allowed);
+		int i = binding(p, k, allowed);
 		if (i < 0)
 			continue;
 		const struct lt_bucket_decision *d = &p->items[i].decision;

@@ -53,8 +53,13 @@ struct lt_limit_facts {
 };
 
 /* What each item is, for headers and metrics. */
-enum lt_limit_scope { LT_SCOPE_REQUESTS, LT_SCOPE_TOKENS, LT_SCOPE_ORG, LT_SCOPE_MODEL_RPM,
-		      LT_SCOPE_MODEL_TPM };
+enum lt_limit_scope {
+	LT_SCOPE_REQUESTS,
+	LT_SCOPE_TOKENS,
+	LT_SCOPE_ORG,
+	LT_SCOPE_MODEL_RPM,
+	LT_SCOPE_MODEL_TPM
+};
 const char *lt_limit_scope_name(enum lt_limit_scope s); /* "requests", "tokens", ... */
 
 struct lt_limit_plan {

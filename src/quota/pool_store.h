@@ -39,8 +39,8 @@ enum lt_owner_kind { LT_OWNER_USER, LT_OWNER_ORG };
 
 struct lt_pool_key {
 	enum lt_owner_kind kind;
-	char owner_id[40];  /* canonical UUID */
-	char provider[32];  /* lower-case provider name or LT_POOL_MONEY */
+	char owner_id[40]; /* canonical UUID */
+	char provider[32]; /* lower-case provider name or LT_POOL_MONEY */
 };
 
 struct lt_pool_row {
@@ -70,11 +70,11 @@ struct lt_ledger_note {
  * written), LT_EINVAL for amount 0. */
 struct lt_pool_change {
 	struct lt_pool_key key;
-	bool adjust;		/* false: grant of amount; true: adjust by amount */
+	bool adjust; /* false: grant of amount; true: adjust by amount */
 	int64_t amount;
-	enum lt_window window;	/* for a new pool, or to change an existing one */
-	bool set_window;	/* false: keep an existing pool's window and cap */
-	int64_t window_cap;	/* -1: none */
+	enum lt_window window; /* for a new pool, or to change an existing one */
+	bool set_window;       /* false: keep an existing pool's window and cap */
+	int64_t window_cap;    /* -1: none */
 	int64_t now_ms;
 	struct lt_ledger_note note;
 	struct lt_pool_row out;
@@ -87,7 +87,7 @@ enum lt_err lt_pool_store_change(struct sqlite3 *db, struct lt_pool_change *c);
  * both cases nothing is written.  LT_EEXIST if `id` is already in use. */
 struct lt_reserve_item {
 	struct lt_pool_key key;
-	int64_t amount; /* >= 1 */
+	int64_t amount;		/* >= 1 */
 	struct lt_pool_row out; /* the pool after (or as found, when refused) */
 };
 struct lt_reservation {

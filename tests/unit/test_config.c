@@ -10,11 +10,15 @@
 #include <cmocka.h>
 
 #include "conf/config.h"
+#include "limit/bucket.h"
 #include "testutil.h"
 
 #define KIB INT64_C(1024)
 #define MIB (KIB * 1024)
 #define GIB (MIB * 1024)
+#define PAD                                                                                        \
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"    \
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 struct fixture {
 	char dir[TU_PATH_MAX];
@@ -83,6 +87,23 @@ static void test_defaults(void **state)
 	assert_false(cfg.debug_test_endpoints);
 	assert_string_equal(cfg.auth_tiers, "USER:0,ORG_ADMIN:1,ADMIN:2");
 	assert_string_equal(cfg.source, "");
+	/* [limits] and [features] */
+	assert_int_equal(cfg.limits_token_algorithm, LT_ALGO_LEAKY);
+	assert_int_equal(cfg.limits_token_capacity, 1000);
+	assert_int_equal(cfg.limits_token_rate, 10);
+	assert_int_equal(cfg.limits_token_period_ms, 1000);
+	assert_string_equal(cfg.limits_tier_multipliers, "USER:1,ADMIN:2");
+	assert_int_equal(cfg.limits_request_algorithm, LT_ALGO_FIXED);
+	assert_int_equal(cfg.limits_request_limit, 120);
+	assert_int_equal(cfg.limits_request_window_ms, 60000);
+	assert_string_equal(cfg.limits_request_routes, "/api/v1/tokens/**=200");
+	assert_string_equal(cfg.limits_whitelist,
+			    "/actuator/**,/healthz,/readyz,/metrics,/openapi.json");
+	assert_int_equal(cfg.limits_client_key, LT_CLIENT_AUTO);
+	assert_int_equal(cfg.limits_org_capacity, 0);
+	assert_int_equal(cfg.limits_org_rate, 0);
+	assert_true(cfg.features_rate_limiting);
+	assert_true(cfg.features_quota_enforcement);
 }
 
 /* The table itself: well-formed rows, unique names, and every default parses
@@ -255,6 +276,48 @@ static const struct reject rejects[] = {
 	 "2: [auth] tiers: tier name 'gold' must be 1-32 characters of A-Z, 0-9 or _"},
 	{"[auth]\nissuer = x\ntiers = GOLD:1\n", "3: [auth] tiers: USER must be one of the tiers"},
 	{"[auth]\ntiers =\n", "2: [auth] tiers must be 1 to 511 characters long"},
+	/* [limits] and [features]: bounds, enums and the lists' own checks (limit/policy.c) */
+	{"[limits]\ntoken_capacity = 0\n",
+	 "2: [limits] token_capacity must be between 1 and 1000000000, got '0'"},
+	{"[limits]\ntoken_rate = 1000000001\n",
+	 "2: [limits] token_rate must be between 1 and 1000000000, got '1000000001'"},
+	{"[limits]\ntoken_period_ms = 86400001\n",
+	 "2: [limits] token_period_ms must be between 1 and 86400000, got '86400001'"},
+	{"[limits]\nrequest_limit = 0\n",
+	 "2: [limits] request_limit must be between 1 and 1000000000, got '0'"},
+	{"[limits]\nrequest_window_ms = 0\n",
+	 "2: [limits] request_window_ms must be between 1 and 86400000, got '0'"},
+	{"[limits]\norg_capacity = -1\n",
+	 "2: [limits] org_capacity must be between 0 and 1000000000000, got '-1'"},
+	{"[limits]\norg_rate = 1000000000001\n",
+	 "2: [limits] org_rate must be between 0 and 1000000000000, got '1000000000001'"},
+	{"[limits]\ntoken_algorithm = bucket\n",
+	 "2: [limits] token_algorithm must be one of leaky, token, fixed, gcra, got 'bucket'"},
+	{"[limits]\nrequest_algorithm = sliding\n",
+	 "2: [limits] request_algorithm must be one of leaky, token, fixed, gcra, got 'sliding'"},
+	{"[limits]\nclient_key = header\n",
+	 "2: [limits] client_key must be one of auto, api_key, user, ip, got 'header'"},
+	{"[limits]\ntier_multipliers = USER:1,ADMIN:0\n",
+	 "2: [limits] tier_multipliers: multiplier of ADMIN must be a whole number 1-1000, got "
+	 "'0'"},
+	{"[limits]\ntier_multipliers = USER:1,USER:2\n",
+	 "2: [limits] tier_multipliers: tier USER is listed twice"},
+	{"[limits]\nrequest_routes = /api/*=5\n",
+	 "2: [limits] request_routes: path '/api/*': '*' is allowed only as a final /**"},
+	{"[limits]\nrequest_routes = /api/v1/tokens/**\n",
+	 "2: [limits] request_routes: expected PATH=LIMIT, got '/api/v1/tokens/**'"},
+	{"[limits]\nwhitelist = /healthz,readyz\n",
+	 "2: [limits] whitelist: path 'readyz' must start with '/'"},
+	{"[limits]\nwhitelist = /a,,/b\n", "2: [limits] whitelist: empty item"},
+	{"[limits]\nwhitelist = /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa,"
+	 "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb,"
+	 "/cccccccccccccccccccccccccccccccccccccccccccc\n",
+	 "2: [limits] whitelist must be 0 to 176 characters long"},
+	{"[limits]\nbogus = 1\n", "2: unknown key 'bogus' in section [limits]"},
+	{"[features]\nrate_limiting = maybe\n",
+	 "2: [features] rate_limiting must be yes or no, got 'maybe'"},
+	{"[features]\nquota_enforcement = 2\n",
+	 "2: [features] quota_enforcement must be yes or no, got '2'"},
 	{"threads = 4\n[http]\n", "1: key 'threads' outside any section"},
 	{"[http]\nthreads\n", "2: syntax error (expected [section] or key = value)"},
 	/* an indented line is not a continuation of the value above */
@@ -488,6 +551,22 @@ static void test_render_roundtrip(void **state)
 		{"stubs", "enabled", "yes"},
 		{"stubs", "listen", "stubs.example-1.test:0"},
 		{"debug", "manual_clock", "on"},
+		{"limits", "token_algorithm", "GCRA"},
+		{"limits", "token_capacity", "1000000000"},
+		{"limits", "token_rate", "1"},
+		{"limits", "token_period_ms", "86400000"},
+		{"limits", "tier_multipliers", "USER:1, GOLD_1 : 1000,ADMIN:2"},
+		{"limits", "request_algorithm", "token"},
+		{"limits", "request_limit", "1"},
+		{"limits", "request_window_ms", "1"},
+		{"limits", "request_routes",
+		 "/api/v1/tokens/**=200,/api/v1/tokens/consume=5,/**=9"},
+		{"limits", "whitelist", ""},
+		{"limits", "client_key", "api_key"},
+		{"limits", "org_capacity", "1000000000000"},
+		{"limits", "org_rate", "7"},
+		{"features", "rate_limiting", "no"},
+		{"features", "quota_enforcement", "off"},
 	};
 	for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
 		if (lt_config_set(&cfg, sets[i][0], sets[i][1], sets[i][2], "test", err))
@@ -503,7 +582,43 @@ static void test_render_roundtrip(void **state)
 					  "threads = 4096\n"));
 	assert_non_null(strstr(text.data, "Reloaded on SIGHUP.\nlevel = error\n"));
 	assert_non_null(strstr(text.data, "# Default \"info\"."));
+	assert_non_null(strstr(text.data, "\n[limits]\n"));
+	assert_non_null(strstr(text.data, "Reloaded on SIGHUP.\ntoken_algorithm = gcra\n"));
+	assert_non_null(strstr(text.data, "\nwhitelist = \n"));
+	assert_non_null(strstr(text.data, "\n[features]\n"));
+	assert_non_null(strstr(text.data, "Reloaded on SIGHUP.\nrate_limiting = no\n"));
 	lt_buf_release(&text);
+
+	/* the longest list values (176 characters) still fit one line of the
+	 * file and load back */
+	char v[LT_CFG_LIMITS_STR_MAX + 2];
+	int n = snprintf(v, sizeof v, "/a%.56s,/b%.56s,/c%.56s", PAD, PAD, PAD);
+	assert_int_equal(n, LT_CFG_LIMITS_STR_MAX);
+	if (lt_config_set(&cfg, "limits", "whitelist", v, "test", err))
+		fail_msg("whitelist '%s': %s", v, err);
+	size_t len = 0;
+	for (int i = 0; i < 35; i++)
+		len += (size_t)snprintf(v + len, sizeof v - len, "%s%c%c:%s", i ? "," : "",
+					'A' + i / 26, 'A' + i % 26, i == 34 ? "100" : "1");
+	assert_int_equal(len, LT_CFG_LIMITS_STR_MAX);
+	if (lt_config_set(&cfg, "limits", "tier_multipliers", v, "test", err))
+		fail_msg("tier_multipliers '%s': %s", v, err);
+	n = snprintf(v, sizeof v, "/%.124s/**=1000000000,/%.24s=1000000000", PAD, PAD);
+	assert_int_equal(n, LT_CFG_LIMITS_STR_MAX);
+	if (lt_config_set(&cfg, "limits", "request_routes", v, "test", err))
+		fail_msg("request_routes '%s': %s", v, err);
+	assert_render_roundtrip(f, &cfg);
+
+	/* one character more is refused, and so is a route path of 129 */
+	n = snprintf(v, sizeof v, "/a%.56s,/b%.56s,/c%.57s", PAD, PAD, PAD);
+	assert_int_equal(n, LT_CFG_LIMITS_STR_MAX + 1);
+	assert_int_equal(lt_config_set(&cfg, "limits", "whitelist", v, "-", err), LT_ECONFIG);
+	assert_string_equal(err, "-: whitelist must be 0 to 176 characters long");
+	snprintf(v, sizeof v, "/%.125s/**=1", PAD);
+	assert_int_equal(lt_config_set(&cfg, "limits", "request_routes", v, "-", err), LT_ECONFIG);
+	assert_non_null(strstr(err, "-: request_routes: path '/aaaa"));
+	assert_non_null(strstr(err, "is longer than 128 characters"));
+	assert_render_roundtrip(f, &cfg);
 }
 
 struct diff {
@@ -606,6 +721,8 @@ static void test_named_sections(void **state)
 			   "[model.gpt-4o-mini]\n"
 			   "provider = OPENAI\n"
 			   "price_input = 150000\n"
+			   "rpm = 60\n"
+			   "tpm = 10000000000\n"
 			   "[provider.gemini]\n"
 			   "base_url = http://127.0.0.1:8090/gemini/v1beta\n"
 			   "format = gemini\n"
@@ -636,6 +753,10 @@ static void test_named_sections(void **state)
 	assert_string_equal(m->provider, "openai");
 	assert_int_equal(m->price_input, 150000);
 	assert_int_equal(m->max_output, 4096);
+	assert_int_equal(m->rpm, 60);
+	assert_int_equal(m->tpm, INT64_C(10000000000));
+	assert_int_equal(lt_config_model(&cfg, "gemini-2.0-flash")->rpm, 0); /* no limit */
+	assert_int_equal(lt_config_model(&cfg, "gemini-2.0-flash")->tpm, 0);
 	assert_null(lt_config_model(&cfg, "nope"));
 
 	/* rendering reads back the same */
@@ -655,6 +776,10 @@ static void test_named_sections(void **state)
 		{"[model.m]\nprovider = ghost\n", "has no [provider.ghost]"},
 		{"[model.m/x]\nprovider = a\n", "model name"},
 		{"[provider.x]\nbase_url = http://h\nbulkhead = 0\n", "bulkhead must be between"},
+		{"[provider.x]\nbase_url = http://h\n[model.m]\nprovider = x\nrpm = -1\n",
+		 "[model.m] rpm must be between 0 and 100000000, got '-1'"},
+		{"[provider.x]\nbase_url = http://h\n[model.m]\nprovider = x\ntpm = 10000000001\n",
+		 "[model.m] tpm must be between 0 and 10000000000, got '10000000001'"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		assert_int_equal(load_text(f, bad[i].text, &cfg, err), LT_ECONFIG);
@@ -696,6 +821,44 @@ static void test_named_reload(void **state)
 	assert_int_equal(b.nproviders, 2); /* named sections are applied as given */
 }
 
+/* Every [limits], [features] and model rpm/tpm key is applied by a reload. */
+static void test_limits_reload(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_config a, b;
+	char err[LT_CFG_ERR_MAX];
+	const char *base = "[provider.x]\nbase_url = http://h\n[model.m]\nprovider = x\n";
+	assert_int_equal(load_text(f, base, &a, err), LT_OK);
+	char text[2048];
+	snprintf(text, sizeof text,
+		 "%s"
+		 "rpm = 5\ntpm = 500\n"
+		 "[limits]\ntoken_algorithm = token\ntoken_capacity = 5\ntoken_rate = 6\n"
+		 "token_period_ms = 7\ntier_multipliers = USER:2\nrequest_algorithm = gcra\n"
+		 "request_limit = 8\nrequest_window_ms = 9\nrequest_routes = /x=1\n"
+		 "whitelist = /y\nclient_key = ip\norg_capacity = 10\norg_rate = 11\n"
+		 "[features]\nrate_limiting = no\nquota_enforcement = no\n",
+		 base);
+	assert_int_equal(load_text(f, text, &b, err), LT_OK);
+	diffs_seen = 0;
+	/* count_diff asserts that every difference is applied */
+	assert_int_equal(lt_config_merge_reload(&a, &b, count_diff, NULL), 17);
+	assert_int_equal(diffs_seen, 17);
+	assert_int_equal(b.limits_token_algorithm, LT_ALGO_TOKEN);
+	assert_int_equal(b.limits_request_algorithm, LT_ALGO_GCRA);
+	assert_int_equal(b.limits_client_key, LT_CLIENT_IP);
+	assert_string_equal(b.limits_request_routes, "/x=1");
+	assert_false(b.features_rate_limiting);
+	assert_false(b.features_quota_enforcement);
+	assert_int_equal(lt_config_model(&b, "m")->rpm, 5);
+	assert_int_equal(lt_config_model(&b, "m")->tpm, 500);
+	size_t n;
+	const struct lt_config_key *keys = lt_config_keys(&n);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(keys[i].section, "limits") || !strcmp(keys[i].section, "features"))
+			assert_true(keys[i].reloadable);
+}
+
 int main(void)
 {
 	/* clang-format off */
@@ -713,6 +876,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_merge_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_named_sections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_named_reload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limits_reload, setup, teardown),
 	};
 	/* clang-format on */
 	return cmocka_run_group_tests(tests, NULL, NULL);
