@@ -67,7 +67,7 @@ enum lt_err lt_bucket_policy_check(const struct lt_bucket_policy *p, char *why, 
 
 /* The stored state: 32 bytes, plain integers (kept as-is in LMDB). */
 struct lt_bucket_state {
-	int64_t level;	/* LEAKY: micro-tokens in the bucket; TOKEN: micro-tokens available;
+	int64_t level;	 /* LEAKY: micro-tokens in the bucket; TOKEN: micro-tokens available;
 			   FIXED: micro-tokens used in the window; GCRA: TAT in ns */
 	int64_t last_ns; /* time of the last update */
 	int64_t window;	 /* FIXED: start of the current window (ns) */
@@ -99,8 +99,8 @@ enum lt_err lt_bucket_admit(const struct lt_bucket_policy *p, struct lt_bucket_s
  * LEAKY level and FIXED usage go down (not below 0, and FIXED only within
  * the same window), TOKEN tokens go up (not above capacity), GCRA TAT moves
  * back by cost × T (not before now). */
-void lt_bucket_refund(const struct lt_bucket_policy *p, struct lt_bucket_state *st,
-		      int64_t now_ns, int64_t cost);
+void lt_bucket_refund(const struct lt_bucket_policy *p, struct lt_bucket_state *st, int64_t now_ns,
+		      int64_t cost);
 
 /* The current decision for cost 0 without changing anything (headers of a
  * request that was not charged). */
