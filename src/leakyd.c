@@ -29,6 +29,7 @@
 #include "conf/config.h"
 #include "http/listener.h"
 #include "observe.h"
+#include "quota/pool_store.h"
 #include "stubs/stubs.h"
 #include "usage_hook.h"
 #include "scheduler.h"
@@ -97,6 +98,17 @@ static void on_group(void *arg, size_t n)
 			     lt_metric_series(&srv->metrics, srv->m.writer_group, NULL), (double)n);
 }
 
+struct recover_op {
+	int64_t now_ms;
+	size_t released;
+};
+
+static enum lt_err op_recover(struct sqlite3 *db, void *arg)
+{
+	struct recover_op *r = arg;
+	return lt_pool_store_recover(db, r->now_ms, &r->released);
+}
+
 static int open_storage(struct lt_server *srv, const struct lt_config *cfg)
 {
 	char err[LT_DATADIR_ERR_MAX > LT_KV_ERR_MAX ? LT_DATADIR_ERR_MAX : LT_KV_ERR_MAX];
@@ -145,6 +157,16 @@ static int open_storage(struct lt_server *srv, const struct lt_config *cfg)
 		return EX_OSERR;
 	}
 	atomic_fetch_or(&srv->ready, LT_READY_WRITER);
+	/* No call survives a restart: give back what open reservations hold. */
+	struct recover_op rec = {lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS, 0};
+	e = lt_writer_run(&srv->writer, op_recover, &rec);
+	if (e) {
+		lt_log_error(&srv->log, "releasing open reservations: %s", lt_strerror(e));
+		return EX_IOERR;
+	}
+	if (rec.released)
+		lt_log_warn(&srv->log, "released %zu reservation(s) left open by the last run",
+			    rec.released);
 	char aerr[LT_AUTH_ERR_MAX];
 	e = lt_auth_open(&srv->auth, cfg, dir, srv->db_path, srv->kv, &srv->writer, &srv->clock,
 			 &srv->log, aerr);

@@ -52,6 +52,19 @@ struct lt_chat_result {
 void lt_chat_run(struct lt_req *req, const struct lt_chat_call *call, struct lt_chat_result *out);
 void lt_chat_result_free(struct lt_chat_result *out);
 
+/* The reference call (providers.c): {prompt} as a one-message chat on the
+ * provider's default_model, answered in the reference stubs' shape
+ * {id, provider, received, created, message} (*out, owned by the caller).
+ * On failure *status / *message / *retry_after_s (-1: none) say what to
+ * answer on /api/v1. */
+struct cJSON;
+enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *p,
+			      const char *prompt, const struct cJSON *received, struct cJSON **out,
+			      int *status, const char **message, int64_t *retry_after_s);
+
+/* The provider named by the route's {provider} parameter, or NULL. */
+const struct lt_cfg_provider *lt_api_provider_param(struct lt_req *req);
+
 /* Answer an lt_chat_result that is an error, in OpenAI's envelope. */
 void lt_chat_reply_error(struct lt_req *req, const struct lt_chat_result *r);
 

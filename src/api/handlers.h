@@ -22,6 +22,14 @@ void lt_api_v1_embeddings(struct lt_req *req);
 void lt_api_v1_models(struct lt_req *req);
 void lt_api_v1_model_get(struct lt_req *req);
 
+/* tokens.c */
+void lt_api_tokens_status(struct lt_req *req);
+void lt_api_tokens_quota(struct lt_req *req);
+void lt_api_tokens_quota_org(struct lt_req *req);
+void lt_api_tokens_consume(struct lt_req *req);
+void lt_api_admin_quota_grant(struct lt_req *req);
+void lt_api_admin_quota_adjust(struct lt_req *req);
+
 /* providers.c */
 void lt_api_provider_chat(struct lt_req *req);
 void lt_api_admin_providers(struct lt_req *req);

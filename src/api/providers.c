@@ -19,43 +19,23 @@
 #include "util/timefmt.h"
 #include "util/uuid.h"
 
-void lt_api_provider_chat(struct lt_req *req)
+enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *p,
+			      const char *prompt, const cJSON *received, cJSON **out, int *status,
+			      const char **message, int64_t *retry_after_s)
 {
-	const char *pv;
-	size_t pn;
-	char pname[LT_CFG_PROVIDER_NAME_MAX];
-	if (lt_req_param(req, "provider", &pv, &pn) || pn >= sizeof pname) {
-		lt_reply_error(req, 400, "unknown provider");
-		return;
-	}
-	for (size_t i = 0; i < pn; i++)
-		pname[i] = (char)((pv[i] >= 'A' && pv[i] <= 'Z') ? pv[i] - 'A' + 'a' : pv[i]);
-	pname[pn] = '\0';
-	const struct lt_cfg_provider *p = lt_config_provider(req->cfg, pname);
-	if (!p) {
-		lt_reply_error(req, 400, "unknown provider");
-		return;
-	}
-	const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req->json, "prompt");
-	if (!cJSON_IsString(prompt) || !prompt->valuestring[0]) {
-		lt_reply_error(req, 400, "prompt is required");
-		return;
-	}
-	if (!p->default_model[0]) {
-		lt_reply_error(req, 503, "provider has no default_model configured");
-		return;
-	}
+	*out = NULL;
+	*retry_after_s = -1;
+	*status = 503;
+	*message = "provider has no default_model configured";
 	struct lt_target t;
-	if (lt_registry_resolve(req->cfg, p->default_model, &t)) {
-		lt_reply_error(req, 503, "provider's default_model is not configured");
-		return;
-	}
+	if (!p->default_model[0] || lt_registry_resolve(req->cfg, p->default_model, &t))
+		return LT_ECONFIG;
 	/* {model, messages:[{role:user, content:prompt}]} through the /v1 path */
 	cJSON *chat = cJSON_CreateObject();
 	cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
 	cJSON *m = cJSON_CreateObject();
 	cJSON_AddStringToObject(m, "role", "user");
-	cJSON_AddStringToObject(m, "content", prompt->valuestring);
+	cJSON_AddStringToObject(m, "content", prompt);
 	cJSON_AddItemToArray(msgs, m);
 	cJSON_AddStringToObject(chat, "model", p->default_model);
 	struct lt_chat_req rq;
@@ -69,8 +49,9 @@ void lt_api_provider_chat(struct lt_req *req)
 	    lt_tr_chat_path(t.format, t.upstream_model, false, path, sizeof path)) {
 		free(body);
 		cJSON_Delete(chat);
-		lt_reply_error(req, 400, "invalid prompt");
-		return;
+		*status = 400;
+		*message = "invalid prompt";
+		return LT_EINVAL;
 	}
 	struct lt_chat_call call = {
 		.target = &t,
@@ -86,38 +67,77 @@ void lt_api_provider_chat(struct lt_req *req)
 	free(body);
 	cJSON_Delete(chat);
 	if (r.status != 200) {
-		const char *msg = r.status == 504   ? "provider call timed out"
-				  : r.status == 503 ? "provider unavailable"
-						    : "provider call failed";
-		char hdr[64] = "";
-		if (r.retry_after_s >= 0)
-			snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n",
-				 (long long)r.retry_after_s);
-		else if (r.status == 503)
-			snprintf(hdr, sizeof hdr, "Retry-After: 1\r\n");
-		lt_reply_error_h(req, r.status == 504 || r.status == 503 ? r.status : 502, msg,
-				 hdr[0] ? hdr : NULL);
+		*message = r.status == 504   ? "provider call timed out"
+			   : r.status == 503 ? "provider unavailable"
+					     : "provider call failed";
+		*status = r.status == 504 || r.status == 503 ? r.status : 502;
+		*retry_after_s =
+			r.retry_after_s >= 0 ? r.retry_after_s : (r.status == 503 ? 1 : -1);
 		lt_chat_result_free(&r);
-		return;
+		return LT_EIO;
 	}
 	cJSON *resp = cJSON_ParseWithLength(r.body, r.body_len);
 	const cJSON *choices = cJSON_GetObjectItemCaseSensitive(resp, "choices");
 	const cJSON *c0 = cJSON_GetArrayItem(choices, 0);
 	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(
 		cJSON_GetObjectItemCaseSensitive(c0, "message"), "content");
-	cJSON *out = cJSON_CreateObject();
+	cJSON *o = cJSON_CreateObject();
 	char id[LT_UUID_LEN], ts[LT_ISO_LEN];
 	lt_uuid_v4(id);
 	lt_time_iso(lt_clock_now_ns(&req->srv->clock), ts);
-	cJSON_AddStringToObject(out, "id", id);
-	cJSON_AddStringToObject(out, "provider", p->name);
-	cJSON_AddItemToObject(out, "received", cJSON_Duplicate(req->json, true));
-	cJSON_AddStringToObject(out, "created", ts);
-	cJSON_AddStringToObject(out, "message", cJSON_IsString(msg) ? msg->valuestring : "");
-	lt_reply_cjson(req, 200, out, NULL);
-	cJSON_Delete(out);
+	cJSON_AddStringToObject(o, "id", id);
+	cJSON_AddStringToObject(o, "provider", p->name);
+	cJSON_AddItemToObject(o, "received", cJSON_Duplicate(received, true));
+	cJSON_AddStringToObject(o, "created", ts);
+	cJSON_AddStringToObject(o, "message", cJSON_IsString(msg) ? msg->valuestring : "");
 	cJSON_Delete(resp);
 	lt_chat_result_free(&r);
+	*status = 200;
+	*message = NULL;
+	*out = o;
+	return LT_OK;
+}
+
+/* The provider named by the {provider} path parameter, or NULL. */
+const struct lt_cfg_provider *lt_api_provider_param(struct lt_req *req)
+{
+	const char *pv;
+	size_t pn;
+	char pname[LT_CFG_PROVIDER_NAME_MAX];
+	if (lt_req_param(req, "provider", &pv, &pn) || pn >= sizeof pname)
+		return NULL;
+	for (size_t i = 0; i < pn; i++)
+		pname[i] = (char)((pv[i] >= 'A' && pv[i] <= 'Z') ? pv[i] - 'A' + 'a' : pv[i]);
+	pname[pn] = '\0';
+	return lt_config_provider(req->cfg, pname);
+}
+
+void lt_api_provider_chat(struct lt_req *req)
+{
+	const struct lt_cfg_provider *p = lt_api_provider_param(req);
+	if (!p) {
+		lt_reply_error(req, 400, "unknown provider");
+		return;
+	}
+	const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req->json, "prompt");
+	if (!cJSON_IsString(prompt) || !prompt->valuestring[0]) {
+		lt_reply_error(req, 400, "prompt is required");
+		return;
+	}
+	cJSON *out;
+	int status;
+	const char *msg;
+	int64_t retry;
+	if (lt_reference_call(req, p, prompt->valuestring, req->json, &out, &status, &msg,
+			      &retry)) {
+		char hdr[64] = "";
+		if (retry >= 0)
+			snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)retry);
+		lt_reply_error_h(req, status, msg, hdr[0] ? hdr : NULL);
+		return;
+	}
+	lt_reply_cjson(req, 200, out, NULL);
+	cJSON_Delete(out);
 }
 
 void lt_api_admin_providers(struct lt_req *req)
@@ -176,16 +196,7 @@ static enum lt_err do_audit(struct sqlite3 *db, void *arg)
 
 void lt_api_admin_provider_reset(struct lt_req *req)
 {
-	const char *pv;
-	size_t pn;
-	char pname[LT_CFG_PROVIDER_NAME_MAX];
-	if (lt_req_param(req, "provider", &pv, &pn) || pn >= sizeof pname) {
-		lt_reply_error(req, 404, "provider not found");
-		return;
-	}
-	memcpy(pname, pv, pn);
-	pname[pn] = '\0';
-	const struct lt_cfg_provider *p = lt_config_provider(req->cfg, pname);
+	const struct lt_cfg_provider *p = lt_api_provider_param(req);
 	struct lt_provider_rt *rt = p ? lt_registry_provider(&req->srv->providers, p->name) : NULL;
 	if (!rt) {
 		lt_reply_error(req, 404, "provider not found");

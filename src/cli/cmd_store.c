@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "store/datadir.h"
+#include "quota/pool_store.h"
 #include "store/db.h"
 #include "store/kv.h"
 #include "version.h"
@@ -58,6 +59,14 @@ int lt_cmd_init(struct lt_cli *cli, int argc, char **argv)
 	return 0;
 }
 
+static void print_bad_pool(void *arg, const struct lt_pool_row *row, const char *problem)
+{
+	(void)arg;
+	printf("quota ledger: pool %lld (%s %s, %s): %s\n", (long long)row->id,
+	       row->key.kind == LT_OWNER_ORG ? "org" : "user", row->key.owner_id, row->key.provider,
+	       problem);
+}
+
 int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 {
 	int rc = no_args("check", argc, argv);
@@ -98,6 +107,21 @@ int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 		failures++;
 	} else {
 		printf("leaky.db integrity_check: ok\n");
+	}
+	if (version == latest) {
+		size_t pools = 0, bad = 0;
+		if (lt_pool_store_check(db, &pools, &bad, print_bad_pool, NULL)) {
+			printf("quota ledger: FAIL: cannot read the pools\n");
+			failures++;
+		} else if (bad) {
+			printf("quota ledger: %zu of %zu pool%s disagree with the ledger: FAIL\n",
+			       bad, pools, pools == 1 ? "" : "s");
+			failures++;
+		} else {
+			printf("quota ledger: %zu pool%s, each equal to the sum of its ledger: "
+			       "ok\n",
+			       pools, pools == 1 ? "" : "s");
+		}
 	}
 	lt_db_close(db);
 

@@ -1,0 +1,580 @@
+/*
+ * tokens.c — the Leaky Tokens API's token routes (API.md §2): status, quota
+ * reads, consume; and the admin quota writes (§7): grant and adjust.
+ *
+ * Consume, in the contract's order: validate → admit (every bucket that
+ * applies, one LMDB transaction, limit/bucket_store.h) → reserve quota
+ * (the org pool when orgId is given, else the user's; one writer
+ * operation, quota/pool_store.h) → call the provider (the reference call)
+ * → settle.  A later failure undoes what the earlier steps charged: the
+ * reservation is released and the buckets refunded.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/chat.h"
+#include "api/handlers.h"
+#include "auth/identity_store.h"
+#include "http/request.h"
+#include "limit/bucket_store.h"
+#include "limit/headers.h"
+#include "limit/policy.h"
+#include "quota/pool_store.h"
+#include "server.h"
+#include "util/buf.h"
+#include "util/json.h"
+#include "util/timefmt.h"
+#include "util/uuid.h"
+#include "version.h"
+
+#define READER_WAIT_MS 2000
+#define TOKENS_MAX 1000000
+#define PROMPT_MAX 32768
+
+static int64_t now_ms(const struct lt_req *req)
+{
+	return lt_clock_now_ns(&req->srv->clock) / LT_NS_PER_MS;
+}
+
+static void put_time(struct lt_buf *b, const char *name, int64_t ms)
+{
+	char ts[LT_ISO_LEN];
+	lt_time_iso(ms * LT_NS_PER_MS, ts);
+	lt_buf_printf(b, ",\"%s\":\"%s\"", name, ts);
+}
+
+void lt_api_tokens_status(struct lt_req *req)
+{
+	char stack[256];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 1024);
+	lt_buf_puts(&b, "{\"service\":\"token-service\",\"status\":\"ok\"");
+	put_time(&b, "timestamp", now_ms(req));
+	lt_buf_printf(&b, ",\"version\":\"%s\"}", LT_VERSION);
+	lt_reply_json(req, 200, &b, NULL);
+	lt_buf_release(&b);
+}
+
+/* ---- shared checks ---- */
+
+static bool is_admin(const struct lt_req *req)
+{
+	return (req->principal.roles & LT_ROLE_ADMIN) != 0;
+}
+
+/* A canonical UUID (lower-cased into out). */
+static bool uuid_of(const char *s, char out[40])
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n != 36 || !lt_uuid_valid(s, n))
+		return false;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
+	return true;
+}
+
+/* A configured provider, lower-cased into out. */
+static bool provider_of(const struct lt_req *req, const char *s, char out[32])
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= 32)
+		return false;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
+	return lt_config_provider(req->cfg, out) != NULL;
+}
+
+/* May the principal act for user_id (and org_id when set)?  Answers 403
+ * (or 503) itself when not. */
+static bool may_act(struct lt_req *req, const char *user_id, const char *org_id)
+{
+	if (is_admin(req))
+		return true;
+	if (user_id && strcmp(user_id, req->principal.user_id) != 0) {
+		lt_reply_error(req, 403, "not allowed to act for another user");
+		return false;
+	}
+	if (!org_id)
+		return true;
+	struct sqlite3 *db;
+	if (lt_dbpool_acquire(&req->srv->auth.readers, READER_WAIT_MS, &db)) {
+		lt_reply_error_h(req, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
+		return false;
+	}
+	struct lt_membership m;
+	enum lt_err e = lt_ident_member_get(db, org_id, req->principal.user_id, &m);
+	lt_dbpool_release(&req->srv->auth.readers, db);
+	if (e == LT_OK)
+		return true;
+	if (e == LT_ENOTFOUND)
+		lt_reply_error(req, 403, "not a member of this org");
+	else
+		lt_reply_error(req, 503, "storage error");
+	return false;
+}
+
+/* ---- quota reads ---- */
+
+static void put_pool(struct lt_buf *b, const char *id_field, const struct lt_pool_row *row,
+		     int64_t now)
+{
+	const struct lt_pool *p = &row->pool;
+	lt_buf_printf(b, "{\"%s\":\"%s\",\"provider\":", id_field, row->key.owner_id);
+	lt_buf_put_json_str(b, row->key.provider, strlen(row->key.provider));
+	lt_buf_printf(b,
+		      ",\"totalTokens\":%lld,\"remainingTokens\":%lld,\"reservedTokens\":%lld,"
+		      "\"window\":\"%s\"",
+		      (long long)p->total, (long long)lt_pool_available(p), (long long)p->reserved,
+		      lt_window_name(p->window));
+	int64_t end = lt_window_end(p->window, now);
+	if (end >= 0)
+		put_time(b, "resetTime", end);
+	else
+		lt_buf_puts(b, ",\"resetTime\":null");
+	put_time(b, "updatedAt", row->updated_ms);
+	lt_buf_putc(b, '}');
+}
+
+static void reply_pool(struct lt_req *req, int status, const char *id_field,
+		       const struct lt_pool_row *row)
+{
+	char stack[1024];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 8192);
+	put_pool(&b, id_field, row, now_ms(req));
+	lt_reply_json(req, status, &b, NULL);
+	lt_buf_release(&b);
+}
+
+static void quota_get(struct lt_req *req, bool org)
+{
+	const char *id_name = org ? "orgId" : "userId";
+	char raw[64], id[40], prov_raw[64], prov[32];
+	enum lt_err e = lt_req_query(req, id_name, raw, sizeof raw);
+	if (e == LT_ENOTFOUND || (e == LT_OK && !raw[0])) {
+		lt_reply_error(req, 400, org ? "orgId is required" : "userId is required");
+		return;
+	}
+	e = lt_req_query(req, "provider", prov_raw, sizeof prov_raw);
+	if (e == LT_ENOTFOUND || (e == LT_OK && !prov_raw[0])) {
+		lt_reply_error(req, 400, "provider is required");
+		return;
+	}
+	if (!uuid_of(raw, id)) {
+		lt_reply_error(req, 400, org ? "invalid orgId" : "invalid userId");
+		return;
+	}
+	if (e || !provider_of(req, prov_raw, prov)) {
+		lt_reply_error(req, 400, "unknown provider");
+		return;
+	}
+	if (!may_act(req, org ? NULL : id, org ? id : NULL))
+		return;
+	struct lt_pool_key key = {org ? LT_OWNER_ORG : LT_OWNER_USER, "", ""};
+	memcpy(key.owner_id, id, sizeof key.owner_id);
+	memcpy(key.provider, prov, sizeof key.provider);
+	struct sqlite3 *db;
+	if (lt_dbpool_acquire(&req->srv->auth.readers, READER_WAIT_MS, &db)) {
+		lt_reply_error_h(req, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
+		return;
+	}
+	struct lt_pool_row row;
+	e = lt_pool_store_get(db, &key, now_ms(req), &row);
+	lt_dbpool_release(&req->srv->auth.readers, db);
+	if (e == LT_ENOTFOUND) {
+		lt_reply_error(req, 404, "quota not found");
+		return;
+	}
+	if (e) {
+		lt_reply_error(req, 503, "storage error");
+		return;
+	}
+	reply_pool(req, 200, id_name, &row);
+}
+
+void lt_api_tokens_quota(struct lt_req *req)
+{
+	quota_get(req, false);
+}
+
+void lt_api_tokens_quota_org(struct lt_req *req)
+{
+	quota_get(req, true);
+}
+
+/* ---- writer operations ---- */
+
+static enum lt_err op_reserve(struct sqlite3 *db, void *arg)
+{
+	return lt_pool_store_reserve(db, arg);
+}
+
+static enum lt_err op_settle(struct sqlite3 *db, void *arg)
+{
+	return lt_pool_store_settle(db, arg);
+}
+
+struct release_op {
+	const char *id;
+	int64_t now_ms;
+	struct lt_ledger_note note;
+};
+
+static enum lt_err op_release(struct sqlite3 *db, void *arg)
+{
+	struct release_op *r = arg;
+	return lt_pool_store_release(db, r->id, r->now_ms, &r->note);
+}
+
+/* The change and its audit row, in one transaction. */
+static enum lt_err op_change(struct sqlite3 *db, void *arg)
+{
+	struct lt_pool_change *c = arg;
+	enum lt_err e = lt_pool_store_change(db, c);
+	if (e)
+		return e;
+	char stack[1024];
+	struct lt_buf d;
+	lt_buf_init(&d, stack, sizeof stack, 4096);
+	lt_buf_puts(&d, "{\"provider\":");
+	lt_buf_put_json_str(&d, c->key.provider, strlen(c->key.provider));
+	lt_buf_printf(&d, ",\"ownerKind\":\"%s\",\"%s\":%lld,\"reason\":",
+		      c->key.kind == LT_OWNER_ORG ? "org" : "user", c->adjust ? "delta" : "tokens",
+		      (long long)c->amount);
+	lt_buf_put_json_str(&d, c->note.reason, strlen(c->note.reason));
+	lt_buf_putc(&d, '}');
+	e = d.err ? d.err
+		  : lt_ident_audit(db, c->now_ms, c->note.actor,
+				   c->adjust ? "quota.adjusted" : "quota.granted", c->key.owner_id,
+				   d.data);
+	lt_buf_release(&d);
+	return e;
+}
+
+/* ---- consume ---- */
+
+struct consume {
+	char user_id[40], org_id[40], provider[32];
+	bool has_org;
+	int64_t tokens;
+	const char *prompt;
+};
+
+/* Validation in the reference's order and words.  false: answered. */
+static bool consume_parse(struct lt_req *req, struct consume *c)
+{
+	const cJSON *j = req->json;
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "userId");
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "provider");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "tokens");
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "orgId");
+	const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+	if (!cJSON_IsString(u) || !u->valuestring[0]) {
+		lt_reply_error(req, 400, "userId is required");
+		return false;
+	}
+	if (!cJSON_IsString(p) || !p->valuestring[0]) {
+		lt_reply_error(req, 400, "provider is required");
+		return false;
+	}
+	if (!cJSON_IsNumber(t) || t->valuedouble < 1 ||
+	    t->valuedouble != (double)(int64_t)t->valuedouble) {
+		lt_reply_error(req, 400, "tokens must be positive");
+		return false;
+	}
+	if (t->valuedouble > TOKENS_MAX) {
+		lt_reply_error(req, 400, "tokens must be at most 1000000");
+		return false;
+	}
+	c->tokens = (int64_t)t->valuedouble;
+	if (!uuid_of(u->valuestring, c->user_id)) {
+		lt_reply_error(req, 400, "invalid userId");
+		return false;
+	}
+	c->has_org = o && !cJSON_IsNull(o);
+	if (c->has_org && (!cJSON_IsString(o) || !uuid_of(o->valuestring, c->org_id))) {
+		lt_reply_error(req, 400, "invalid orgId");
+		return false;
+	}
+	if (!provider_of(req, p->valuestring, c->provider)) {
+		lt_reply_error(req, 400, "unknown provider");
+		return false;
+	}
+	c->prompt = NULL;
+	if (pr && !cJSON_IsNull(pr)) {
+		if (!cJSON_IsString(pr) || strlen(pr->valuestring) > PROMPT_MAX) {
+			lt_reply_error(req, 400, "prompt must be a string of at most 32768 bytes");
+			return false;
+		}
+		c->prompt = pr->valuestring;
+	}
+	return true;
+}
+
+/* The token bucket's decision (the consume response reports it). */
+static const struct lt_bucket_decision *token_decision(const struct lt_limit_plan *plan)
+{
+	for (size_t i = 0; i < plan->n; i++)
+		if (plan->scope[i] == LT_SCOPE_TOKENS)
+			return &plan->items[i].decision;
+	return plan->n ? &plan->items[0].decision : NULL;
+}
+
+static void consume_body(struct lt_buf *b, bool allowed, const struct lt_limit_plan *plan,
+			 int64_t now, int64_t wait_s)
+{
+	const struct lt_bucket_decision *d = token_decision(plan);
+	lt_buf_printf(b,
+		      "{\"allowed\":%s,\"capacity\":%lld,\"used\":%lld,\"remaining\":%lld,"
+		      "\"waitSeconds\":%lld",
+		      allowed ? "true" : "false", (long long)(d ? d->limit : 0),
+		      (long long)(d ? d->used : 0), (long long)(d ? d->remaining : 0),
+		      (long long)wait_s);
+	put_time(b, "timestamp", now);
+}
+
+/* Give back what the admission charged, and render the headers again so
+ * they show the buckets as they are after the refund. */
+static void refund(struct lt_server *srv, struct lt_limit_plan *plan, int64_t now,
+		   struct lt_buf *hdr)
+{
+	if (!plan->n)
+		return;
+	(void)lt_bucket_refund_all(srv->kv, plan->items, plan->n, now);
+	for (size_t i = 0; i < plan->n; i++)
+		(void)lt_bucket_store_peek(srv->kv, plan->items[i].key, &plan->items[i].policy, now,
+					   &plan->items[i].decision);
+	lt_buf_reset(hdr);
+	lt_limit_headers_api(plan, true, hdr);
+}
+
+void lt_api_tokens_consume(struct lt_req *req)
+{
+	struct lt_server *srv = req->srv;
+	struct consume c;
+	if (!consume_parse(req, &c) || !may_act(req, c.user_id, c.has_org ? c.org_id : NULL))
+		return;
+
+	/* admit */
+	const char *tier = req->principal.tier[0] ? req->principal.tier : NULL;
+	if (strcmp(c.user_id, req->principal.user_id) != 0)
+		tier = NULL; /* an admin spending for someone: the default multiplier */
+	struct lt_limit_facts f = {
+		.path = req->path,
+		.key_id = req->principal.via_api_key ? req->principal.key_id : NULL,
+		.user_id = c.user_id,
+		.ip = lt_req_remote_addr(req),
+		.tier = tier,
+		.org_id = c.has_org ? c.org_id : NULL,
+		.provider = c.provider,
+		.tokens = c.tokens,
+	};
+	static struct lt_limit_plan zero_plan;
+	struct lt_limit_plan plan = zero_plan;
+	if (lt_limit_plan(req->cfg, &f, &plan)) {
+		lt_reply_error(req, 500, "rate-limit key too long");
+		return;
+	}
+	int64_t now = lt_clock_now_ns(&srv->clock);
+	bool allowed = true;
+	if (plan.n) {
+		enum lt_err e = lt_bucket_admit_all(srv->kv, plan.items, plan.n, now, &allowed);
+		if (e == LT_ERANGE) {
+			lt_reply_error(req, 400, "tokens exceed bucket capacity");
+			return;
+		}
+		if (e) {
+			lt_reply_error_h(req, 503, "rate-limit store unavailable",
+					 "Retry-After: 1\r\n");
+			return;
+		}
+	}
+	char hdr_stack[1024];
+	struct lt_buf hdr;
+	lt_buf_init(&hdr, hdr_stack, sizeof hdr_stack, 8192);
+	lt_limit_headers_api(&plan, allowed, &hdr);
+	char body_stack[2048];
+	struct lt_buf body;
+	lt_buf_init(&body, body_stack, sizeof body_stack, 1u << 20);
+	if (!allowed) {
+		int b = lt_limit_binding(&plan, false);
+		int64_t wait = b >= 0 ? lt_ceil_seconds(plan.items[b].decision.retry_ns) : 1;
+		consume_body(&body, false, &plan, now / LT_NS_PER_MS, wait);
+		lt_buf_printf(&body, ",\"retryAfterSeconds\":%lld}", (long long)wait);
+		lt_reply_json(req, 429, &body, hdr.data);
+		goto out;
+	}
+
+	/* reserve */
+	struct lt_reservation r;
+	memset(&r, 0, sizeof r);
+	lt_uuid_v4(r.id);
+	r.n = 1;
+	r.items[0].key.kind = c.has_org ? LT_OWNER_ORG : LT_OWNER_USER;
+	memcpy(r.items[0].key.owner_id, c.has_org ? c.org_id : c.user_id, 40);
+	memcpy(r.items[0].key.provider, c.provider, 32);
+	r.items[0].amount = c.tokens;
+	r.now_ms = now / LT_NS_PER_MS;
+	r.note.actor = req->principal.user_id;
+	r.note.reason = "consume";
+	r.note.correlation_id = req->correlation_id;
+	bool enforce = req->cfg->features_quota_enforcement;
+	struct lt_buf *hp = &hdr;
+	if (enforce) {
+		enum lt_err e = lt_writer_run(&srv->writer, op_reserve, &r);
+		if (e) {
+			refund(srv, &plan, now, hp);
+			if (e == LT_EDENIED || e == LT_ENOTFOUND)
+				lt_reply_error_h(req, 402, "insufficient token quota", hp->data);
+			else
+				lt_reply_error_h(req, lt_err_http_status(e),
+						 "quota store unavailable", hp->data);
+			goto out;
+		}
+	}
+
+	/* call the provider */
+	const struct lt_cfg_provider *p = lt_config_provider(req->cfg, c.provider);
+	char prompt[96];
+	snprintf(prompt, sizeof prompt, "Consume %lld tokens.", (long long)c.tokens);
+	cJSON *resp = NULL;
+	int status;
+	const char *msg;
+	int64_t retry;
+	if (lt_reference_call(req, p, c.prompt ? c.prompt : prompt, req->json, &resp, &status, &msg,
+			      &retry)) {
+		if (enforce) {
+			struct release_op rel = {r.id,
+						 now_ms(req),
+						 {req->principal.user_id, "provider call failed",
+						  req->correlation_id}};
+			(void)lt_writer_run(&srv->writer, op_release, &rel);
+		}
+		refund(srv, &plan, now, hp);
+		lt_reply_error_h(req, 502, "provider call failed", hp->data);
+		goto out;
+	}
+
+	/* settle exactly what was asked */
+	if (enforce) {
+		struct lt_settlement s;
+		memset(&s, 0, sizeof s);
+		memcpy(s.id, r.id, sizeof s.id);
+		s.keys[0] = r.items[0].key;
+		s.actual[0] = c.tokens;
+		s.n = 1;
+		s.now_ms = now_ms(req);
+		s.note = r.note;
+		enum lt_err e = lt_writer_run(&srv->writer, op_settle, &s);
+		if (e)
+			lt_log_error(&srv->log, "consume: settling reservation %s failed: %s", r.id,
+				     lt_strerror(e));
+	}
+	consume_body(&body, true, &plan, now / LT_NS_PER_MS, 0);
+	char *pr = cJSON_PrintUnformatted(resp);
+	lt_buf_puts(&body, ",\"providerResponse\":");
+	lt_buf_puts(&body, pr ? pr : "null");
+	lt_buf_putc(&body, '}');
+	cJSON_free(pr);
+	cJSON_Delete(resp);
+	lt_reply_json(req, 200, &body, hdr.data);
+out:
+	lt_buf_release(&body);
+	lt_buf_release(&hdr);
+}
+
+/* ---- admin: grant and adjust ---- */
+
+static void quota_change(struct lt_req *req, bool adjust)
+{
+	const cJSON *j = req->json;
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "userId");
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "orgId");
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "provider");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, adjust ? "delta" : "tokens");
+	const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "window");
+	const cJSON *cap = cJSON_GetObjectItemCaseSensitive(j, "windowCap");
+	const cJSON *reason = cJSON_GetObjectItemCaseSensitive(j, "reason");
+	struct lt_pool_change ch;
+	memset(&ch, 0, sizeof ch);
+	bool has_u = u && !cJSON_IsNull(u), has_o = o && !cJSON_IsNull(o);
+	if (has_u == has_o) {
+		lt_reply_error(req, 400, "exactly one of userId and orgId is required");
+		return;
+	}
+	const cJSON *id = has_u ? u : o;
+	if (!cJSON_IsString(id) || !uuid_of(id->valuestring, ch.key.owner_id)) {
+		lt_reply_error(req, 400, has_u ? "invalid userId" : "invalid orgId");
+		return;
+	}
+	ch.key.kind = has_u ? LT_OWNER_USER : LT_OWNER_ORG;
+	if (!cJSON_IsString(p) || !p->valuestring[0]) {
+		lt_reply_error(req, 400, "provider is required");
+		return;
+	}
+	if (!strcmp(p->valuestring, LT_POOL_MONEY))
+		memcpy(ch.key.provider, LT_POOL_MONEY, sizeof LT_POOL_MONEY);
+	else if (!provider_of(req, p->valuestring, ch.key.provider)) {
+		lt_reply_error(req, 400, "unknown provider");
+		return;
+	}
+	double lim = 1e15;
+	if (!cJSON_IsNumber(t) || t->valuedouble != (double)(int64_t)t->valuedouble ||
+	    t->valuedouble > lim || t->valuedouble < -lim ||
+	    (adjust ? t->valuedouble == 0 : t->valuedouble < 1)) {
+		lt_reply_error(req, 400,
+			       adjust ? "delta must be a non-zero whole number"
+				      : "tokens must be positive");
+		return;
+	}
+	if (!cJSON_IsString(reason) || !reason->valuestring[0] ||
+	    strlen(reason->valuestring) > 500) {
+		lt_reply_error(req, 400, "reason is required (at most 500 characters)");
+		return;
+	}
+	ch.window = LT_WINDOW_NONE;
+	ch.window_cap = -1;
+	if (w && !cJSON_IsNull(w)) {
+		if (!cJSON_IsString(w) || lt_window_parse(w->valuestring, &ch.window)) {
+			lt_reply_error(req, 400, "window must be none, hour, day or month");
+			return;
+		}
+		ch.set_window = true;
+	}
+	if (cap && !cJSON_IsNull(cap)) {
+		if (!cJSON_IsNumber(cap) || cap->valuedouble < -1 || cap->valuedouble > lim ||
+		    cap->valuedouble != (double)(int64_t)cap->valuedouble) {
+			lt_reply_error(req, 400, "windowCap must be -1 (none) or a whole number");
+			return;
+		}
+		ch.window_cap = (int64_t)cap->valuedouble;
+		ch.set_window = true;
+	}
+	ch.adjust = adjust;
+	ch.amount = (int64_t)t->valuedouble;
+	ch.now_ms = now_ms(req);
+	ch.note.actor = req->principal.user_id;
+	ch.note.reason = reason->valuestring;
+	ch.note.correlation_id = req->correlation_id;
+	enum lt_err e = lt_writer_run(&req->srv->writer, op_change, &ch);
+	if (e == LT_ERANGE) {
+		lt_reply_error(req, 409, "adjustment would make the pool negative");
+		return;
+	}
+	if (e) {
+		lt_reply_error(req, lt_err_http_status(e), "quota store error");
+		return;
+	}
+	reply_pool(req, 200, has_u ? "userId" : "orgId", &ch.out);
+}
+
+void lt_api_admin_quota_grant(struct lt_req *req)
+{
+	quota_change(req, false);
+}
+
+void lt_api_admin_quota_adjust(struct lt_req *req)
+{
+	quota_change(req, true);
+}
