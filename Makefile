@@ -64,7 +64,8 @@ $(B)/gen/rev.h: FORCE
 	@echo '#define LT_GIT_REV "$(GIT_REV)"' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 FORCE:
-$(B)/src/leakyd.o $(B)/src/cli/cmd_store.o $(B)/src/cli/leakyctl.o: $(B)/gen/rev.h
+$(B)/src/leakyd.o $(B)/src/cli/cmd_store.o $(B)/src/cli/leakyctl.o $(B)/src/api/tokens.o: \
+	$(B)/gen/rev.h
 
 $(B)/gen/schema_sql.c: schema.sql tools/embed.sh
 	@mkdir -p $(dir $@)

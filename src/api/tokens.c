@@ -114,6 +114,51 @@ static bool may_act(struct lt_req *req, const char *user_id, const char *org_id)
 	return false;
 }
 
+/* The tier of user `id` into out; answers 404/503 itself when it cannot. */
+static bool user_tier(struct lt_req *req, const char *id, char out[LT_TIER_MAX + 1])
+{
+	struct sqlite3 *db;
+	if (lt_dbpool_acquire(&req->srv->auth.readers, READER_WAIT_MS, &db)) {
+		lt_reply_error_h(req, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
+		return false;
+	}
+	struct lt_user u;
+	enum lt_err e = lt_ident_user_by_id(db, id, &u);
+	lt_dbpool_release(&req->srv->auth.readers, db);
+	if (e) {
+		lt_reply_error(req, e == LT_ENOTFOUND ? 404 : 503,
+			       e == LT_ENOTFOUND ? "user not found" : "storage error");
+		return false;
+	}
+	lt_auth_tier(&req->srv->auth.tiers, &u, out);
+	return true;
+}
+
+/* The owner of a pool exists (admin writes must not create orphans). */
+static bool owner_exists(struct lt_req *req, const struct lt_pool_key *k)
+{
+	struct sqlite3 *db;
+	if (lt_dbpool_acquire(&req->srv->auth.readers, READER_WAIT_MS, &db)) {
+		lt_reply_error_h(req, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
+		return false;
+	}
+	enum lt_err e;
+	if (k->kind == LT_OWNER_ORG) {
+		struct lt_org o;
+		e = lt_ident_org_by_id(db, k->owner_id, &o);
+	} else {
+		struct lt_user u;
+		e = lt_ident_user_by_id(db, k->owner_id, &u);
+	}
+	lt_dbpool_release(&req->srv->auth.readers, db);
+	if (e == LT_ENOTFOUND)
+		lt_reply_error(req, 404,
+			       k->kind == LT_OWNER_ORG ? "org not found" : "user not found");
+	else if (e)
+		lt_reply_error(req, 503, "storage error");
+	return e == LT_OK;
+}
+
 /* ---- quota reads ---- */
 
 static void put_pool(struct lt_buf *b, const char *id_field, const struct lt_pool_row *row,
@@ -357,9 +402,14 @@ void lt_api_tokens_consume(struct lt_req *req)
 		return;
 
 	/* admit */
+	char tier_buf[LT_TIER_MAX + 1];
 	const char *tier = req->principal.tier[0] ? req->principal.tier : NULL;
-	if (strcmp(c.user_id, req->principal.user_id) != 0)
-		tier = NULL; /* an admin spending for someone: the default multiplier */
+	if (strcmp(c.user_id, req->principal.user_id) != 0) {
+		/* an admin spending for someone: that user's bucket and tier */
+		if (!user_tier(req, c.user_id, tier_buf))
+			return;
+		tier = tier_buf;
+	}
 	struct lt_limit_facts f = {
 		.path = req->path,
 		.key_id = req->principal.via_api_key ? req->principal.key_id : NULL,
@@ -452,7 +502,13 @@ void lt_api_tokens_consume(struct lt_req *req)
 			(void)lt_writer_run(&srv->writer, op_release, &rel);
 		}
 		refund(srv, &plan, now, hp);
-		lt_reply_error_h(req, 502, "provider call failed", hp->data);
+		/* 503 (circuit open, bulkhead full) and 504 keep their status and
+		 * Retry-After (API.md §0); anything else is 502. */
+		if (retry >= 0)
+			lt_buf_printf(hp, "Retry-After: %lld\r\n", (long long)retry);
+		lt_reply_error_h(req, status == 503 || status == 504 ? status : 502,
+				 status == 503 || status == 504 ? msg : "provider call failed",
+				 hp->data);
 		goto out;
 	}
 
@@ -551,6 +607,8 @@ static void quota_change(struct lt_req *req, bool adjust)
 		ch.window_cap = (int64_t)cap->valuedouble;
 		ch.set_window = true;
 	}
+	if (!owner_exists(req, &ch.key))
+		return;
 	ch.adjust = adjust;
 	ch.amount = (int64_t)t->valuedouble;
 	ch.now_ms = now_ms(req);
