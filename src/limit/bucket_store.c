@@ -65,13 +65,21 @@ static int64_t expiry(int64_t t, int64_t reset_ns)
 	return reset_ns > 0 && t > INT64_MAX - reset_ns ? INT64_MAX : t + reset_ns;
 }
 
+/* The version field also records the algorithm the state was written
+ * under: a reload that changes a bucket's algorithm must not read a leaky
+ * level as a GCRA arrival time, so such a record reads as fresh. */
+static int64_t rec_tag(enum lt_bucket_algo algo)
+{
+	return REC_VERSION | ((int64_t)algo + 1) << 8;
+}
+
 /* A record is usable when it has our size and version (v may be unaligned). */
 static bool rec_read(const MDB_val *v, struct rec *r)
 {
 	if (v->mv_size != sizeof *r)
 		return false;
 	memcpy(r, v->mv_data, sizeof *r);
-	return r->version == REC_VERSION;
+	return (r->version & 0xff) == REC_VERSION;
 }
 
 /* The state of key into *st, *found = true; a missing or unusable record
@@ -82,7 +90,7 @@ static int load(MDB_txn *txn, MDB_dbi dbi, const char *key, const struct lt_buck
 	MDB_val k = {strlen(key), (void *)key}, v;
 	struct rec r;
 	int rc = mdb_get(txn, dbi, &k, &v);
-	*found = rc == 0 && rec_read(&v, &r);
+	*found = rc == 0 && rec_read(&v, &r) && r.version == rec_tag(p->algo);
 	if (*found)
 		*st = r.st;
 	else
@@ -90,10 +98,10 @@ static int load(MDB_txn *txn, MDB_dbi dbi, const char *key, const struct lt_buck
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int store(MDB_txn *txn, MDB_dbi dbi, const char *key, const struct lt_bucket_state *st,
-		 int64_t expires_ns)
+static int store(MDB_txn *txn, MDB_dbi dbi, const char *key, enum lt_bucket_algo algo,
+		 const struct lt_bucket_state *st, int64_t expires_ns)
 {
-	struct rec r = {*st, expires_ns, REC_VERSION};
+	struct rec r = {*st, expires_ns, rec_tag(algo)};
 	MDB_val k = {strlen(key), (void *)key}, v = {sizeof r, &r};
 	return mdb_put(txn, dbi, &k, &v, 0);
 }
@@ -190,7 +198,8 @@ static int admit_body(MDB_txn *txn, MDB_dbi dbi, void *ctx, bool *commit)
 	if (!a->allowed)
 		return 0; /* decisions filled, nothing written */
 	for (size_t i = 0; i < a->n; i++) {
-		int rc = store(txn, dbi, a->items[a->ord[i]].key, &next[i], expires[i]);
+		const struct lt_admit_item *it = &a->items[a->ord[i]];
+		int rc = store(txn, dbi, it->key, it->policy.algo, &next[i], expires[i]);
 		if (rc)
 			return rc;
 	}
@@ -238,7 +247,7 @@ static int refund_body(MDB_txn *txn, MDB_dbi dbi, void *ctx, bool *commit)
 			continue; /* swept: nothing to give back */
 		lt_bucket_refund(&it->policy, &st, r->now_ns, it->cost);
 		lt_bucket_peek(&it->policy, &st, r->now_ns, &d);
-		rc = store(txn, dbi, it->key, &st, expiry(r->now_ns, d.reset_ns));
+		rc = store(txn, dbi, it->key, it->policy.algo, &st, expiry(r->now_ns, d.reset_ns));
 		if (rc)
 			return rc;
 	}

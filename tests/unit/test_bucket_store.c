@@ -313,6 +313,25 @@ static void test_wrong_size(void **state)
 	assert_int_equal(raw_get(f->kv, "short", buf, sizeof buf), 48);
 }
 
+/* A reload that changes a bucket's algorithm starts it fresh instead of
+ * reading the old state under the new algorithm. */
+static void test_algorithm_change(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy lk = leaky(10, 1, INT64_C(1000000000));
+	for (int i = 0; i < 10; i++)
+		assert_true(admit1(f->kv, "algo", lk, 1, T0));
+	assert_false(admit1(f->kv, "algo", lk, 1, T0));
+	struct lt_bucket_policy tb = lk;
+	tb.algo = LT_ALGO_TOKEN;
+	/* the full leaky level must not read as an empty token bucket */
+	assert_int_equal(remaining(f->kv, "algo", tb, T0), 10);
+	assert_true(admit1(f->kv, "algo", tb, 10, T0));
+	assert_false(admit1(f->kv, "algo", tb, 1, T0));
+	/* and back: the token state is not a leaky level either */
+	assert_int_equal(remaining(f->kv, "algo", lk, T0), 10);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct fixture *f = *state;
@@ -560,6 +579,7 @@ int main(void)
 		T(test_refund),
 		T(test_sweep),
 		T(test_wrong_size),
+		T(test_algorithm_change),
 		T(test_bad_arguments),
 		T(test_map_full_expired),
 		T(test_map_full_live),
