@@ -73,6 +73,15 @@ int lt_cmd_provider_list(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_provider_set_credential(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_provider_delete_credential(struct lt_cli *cli, int argc, char **argv);
 
+/* ---- quota pools (cmd_quota.c) ----
+ *
+ * show reads a pool as of now; grant and adjust change it through
+ * lt_pool_store_change (ledger row, actor "leakyctl") with an audit row
+ * (quota.granted, quota.adjusted) in one BEGIN IMMEDIATE transaction. */
+int lt_cmd_quota_show(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_quota_grant(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_quota_adjust(struct lt_cli *cli, int argc, char **argv);
+
 /* Helpers shared by the identity commands (cmd_user.c).  Each int-returning
  * helper returns 0 or a sysexits.h code after printing
  * "leakyctl CMD: message" on stderr. */

@@ -53,6 +53,14 @@ static const struct lt_cli_cmd commands[] = {
 	 "store a provider's API key, read from stdin, encrypted", lt_cmd_provider_set_credential},
 	{"provider delete-credential", "NAME", "delete a provider's stored API key",
 	 lt_cmd_provider_delete_credential},
+	{"quota show", "(--user USERNAME | --org ORG) PROVIDER [--json]",
+	 "show a token pool (PROVIDER) or the money budget ($) as of now", lt_cmd_quota_show},
+	{"quota grant",
+	 "(--user USERNAME | --org ORG) PROVIDER TOKENS --reason TEXT [--window W] "
+	 "[--window-cap N]",
+	 "grant tokens (or micro-dollars) to a pool, creating it if missing", lt_cmd_quota_grant},
+	{"quota adjust", "(--user USERNAME | --org ORG) PROVIDER DELTA --reason TEXT",
+	 "add to or take from a pool; never below zero", lt_cmd_quota_adjust},
 	{"help", "", "list the commands", lt_cmd_help},
 	{NULL, NULL, NULL, NULL},
 };
