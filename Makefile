@@ -123,10 +123,11 @@ test: deps-test
 	$(MAKE) check SANITIZE=address,undefined
 
 FUZZ_CC ?= clang
-fuzz-smoke: deps-test $(GEN_SRC)
+fuzz-smoke: deps-test $(GEN_SRC) $(B)/gen/rev.h
 	@mkdir -p build/fuzz
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-		$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+		$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 -Isrc -I$(B)/gen \
+		-fsanitize=fuzzer,address,undefined \
 		$$(pkg-config --cflags $(PKGS)) -o build/fuzz/$$n $$f \
 		$(LIB_SRC) $(GEN_SRC) \
 		$(LDLIBS_ALL); \
