@@ -117,6 +117,10 @@ int lt_cli_changed(struct lt_cli *cli, const char *cmd);
 int lt_cli_fail(const char *cmd, enum lt_err e, const char *what);
 /* The user named `username` (case-insensitive): EX_NOUSER if none. */
 int lt_cli_user(struct sqlite3 *db, const char *cmd, const char *username, struct lt_user *out);
+/* The org with id or name `ref` (name case-insensitive): EX_DATAERR if none
+ * (cmd_org.c). */
+struct lt_org;
+int lt_cli_org(struct sqlite3 *db, const char *cmd, const char *ref, struct lt_org *out);
 /* Wall-clock Unix milliseconds. */
 int64_t lt_cli_now_ms(void);
 /* ISO-8601 of Unix ms, or `zero` when ms is 0. */

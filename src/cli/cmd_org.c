@@ -36,7 +36,7 @@ static bool match_org(void *arg, const struct lt_org *o)
 }
 
 /* The org with id or name `ref`: EX_DATAERR if none. */
-static int find_org(struct sqlite3 *db, const char *cmd, const char *ref, struct lt_org *out)
+int lt_cli_org(struct sqlite3 *db, const char *cmd, const char *ref, struct lt_org *out)
 {
 	enum lt_err e = LT_ENOTFOUND;
 	if (lt_uuid_valid(ref, strlen(ref))) {
@@ -150,7 +150,7 @@ static int member_change(struct lt_cli *cli, const char *cmd, const char *org_re
 	lt_buf_init(&d, NULL, 0, 1024);
 	if ((rc = lt_cli_begin(db, cmd)))
 		goto out;
-	if ((rc = find_org(db, cmd, org_ref, &o)) || (rc = lt_cli_user(db, cmd, username, &u))) {
+	if ((rc = lt_cli_org(db, cmd, org_ref, &o)) || (rc = lt_cli_user(db, cmd, username, &u))) {
 		lt_cli_rollback(db);
 		goto out;
 	}
@@ -247,7 +247,7 @@ int lt_cmd_org_members(struct lt_cli *cli, int argc, char **argv)
 	if (rc || (rc = lt_cli_db_open(cli, cmd, false, &db)))
 		return rc;
 	struct lt_org o;
-	if (!(rc = find_org(db, cmd, pos[0], &o))) {
+	if (!(rc = lt_cli_org(db, cmd, pos[0], &o))) {
 		enum lt_err e = lt_ident_member_list_named(db, o.id, print_member, NULL);
 		if (e)
 			rc = lt_cli_fail(cmd, e, "listing members");

@@ -151,46 +151,6 @@ static int owner_flags(const char *cmd, const char *user, const char *org)
 
 /* ---- owners ---- */
 
-struct find_org {
-	const char *name;
-	struct lt_org *out;
-	bool found;
-};
-
-static bool match_org(void *arg, const struct lt_org *o)
-{
-	struct find_org *f = arg;
-	if (strcasecmp(o->name, f->name) != 0)
-		return true;
-	*f->out = *o;
-	f->found = true;
-	return false;
-}
-
-/* The org with id or name `ref` (as cmd_org.c): EX_DATAERR if none. */
-static int find_org(struct sqlite3 *db, const char *cmd, const char *ref, struct lt_org *out)
-{
-	enum lt_err e = LT_ENOTFOUND;
-	if (lt_uuid_valid(ref, strlen(ref))) {
-		char id[LT_ID_LEN + 1];
-		for (size_t i = 0; i <= LT_ID_LEN; i++)
-			id[i] = (char)(ref[i] >= 'A' && ref[i] <= 'F' ? ref[i] - 'A' + 'a'
-								      : ref[i]);
-		e = lt_ident_org_by_id(db, id, out);
-	}
-	if (e == LT_ENOTFOUND) {
-		struct find_org f = {ref, out, false};
-		e = lt_ident_org_list(db, match_org, &f);
-		if (!e && !f.found)
-			e = LT_ENOTFOUND;
-	}
-	if (e == LT_ENOTFOUND) {
-		fprintf(stderr, "leakyctl %s: no such org '%s'\n", cmd, ref);
-		return EX_DATAERR;
-	}
-	return e ? lt_cli_fail(cmd, e, "reading the org") : 0;
-}
-
 /* The owner named by --user or --org (one is set) and the pool key of
  * `provider`.  EX_NOUSER / EX_DATAERR when there is no such owner. */
 static int find_owner(struct sqlite3 *db, const char *cmd, const char *user, const char *org,
@@ -207,7 +167,7 @@ static int find_owner(struct sqlite3 *db, const char *cmd, const char *user, con
 		snprintf(ow->name, sizeof ow->name, "%s", u.username);
 	} else {
 		struct lt_org o;
-		if ((rc = find_org(db, cmd, org, &o)))
+		if ((rc = lt_cli_org(db, cmd, org, &o)))
 			return rc;
 		ow->kind = LT_OWNER_ORG;
 		snprintf(ow->id, sizeof ow->id, "%s", o.id);
