@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "conf/config.h"
+#include "http/civet.h"
 #include "http/request.h"
 #include "http/router.h"
 #include "http/listener.h"
@@ -431,77 +432,23 @@ enum lt_err lt_http_start(struct lt_server *srv, char *err)
 	cb.begin_request = begin_request;
 	cb.http_error = http_error;
 	cb.log_message = log_message;
-	struct mg_init_data init = {
-		.callbacks = &cb, .user_data = srv, .configuration_options = options};
-	struct mg_error_data ed;
-	char errtxt[256] = "";
-	memset(&ed, 0, sizeof ed);
-	ed.text = errtxt;
-	ed.text_buffer_size = sizeof errtxt;
-	srv->http = mg_start2(&init, &ed);
-	if (!srv->http) {
-		snprintf(err, LT_HTTP_ERR_MAX, "cannot listen on %s: %s", cfg->http_listen,
-			 errtxt[0] ? errtxt : "civetweb failed to start");
+	if (lt_civet_start("cannot listen on", cfg->http_listen, options, &cb, srv, &srv->http,
+			   &srv->http_port, err, LT_HTTP_ERR_MAX)) {
 		lt_server_config_release(srv, cfg);
 		return LT_EIO;
 	}
-	struct mg_server_port ports[4];
-	memset(ports, 0, sizeof ports);
-	int np = mg_get_server_ports(srv->http, 4, ports);
-	srv->http_port = np > 0 ? ports[0].port : 0;
 	lt_server_config_release(srv, cfg);
 	return LT_OK;
-}
-
-struct poker {
-	struct sockaddr_in addr;
-	atomic_bool done;
-};
-
-/* civetweb's master thread notices mg_stop only when its poll() wakes, which
- * takes up to its 2 s quantum on an idle listener: knock on our own port
- * until mg_stop returns, so shutdown takes milliseconds. */
-static void *poke_listener(void *arg)
-{
-	struct poker *p = arg;
-	for (int i = 0; i < 500 && !atomic_load(&p->done); i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0) {
-			(void)connect(fd, (struct sockaddr *)&p->addr, sizeof p->addr);
-			close(fd);
-		}
-		struct timespec ts = {0, 20 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	return NULL;
 }
 
 void lt_http_stop(struct lt_server *srv)
 {
 	if (!srv->http)
 		return;
-	struct poker p;
-	memset(&p, 0, sizeof p);
-	atomic_init(&p.done, false);
-	p.addr.sin_family = AF_INET;
-	p.addr.sin_port = htons((uint16_t)srv->http_port);
 	const struct lt_config *cfg = lt_server_config_acquire(srv);
-	char host[64];
-	const char *colon = strrchr(cfg->http_listen, ':');
-	size_t hl = colon ? (size_t)(colon - cfg->http_listen) : 0;
-	if (hl >= sizeof host)
-		hl = 0;
-	memcpy(host, cfg->http_listen, hl);
-	host[hl] = '\0';
+	char listen[LT_CFG_STR_MAX];
+	snprintf(listen, sizeof listen, "%s", cfg->http_listen);
 	lt_server_config_release(srv, cfg);
-	if (inet_pton(AF_INET, host, &p.addr.sin_addr) != 1 || p.addr.sin_addr.s_addr == INADDR_ANY)
-		p.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	pthread_t t;
-	bool poking = srv->http_port > 0 && pthread_create(&t, NULL, poke_listener, &p) == 0;
-	mg_stop(srv->http);
+	lt_civet_stop(srv->http, listen, srv->http_port);
 	srv->http = NULL;
-	if (poking) {
-		atomic_store(&p.done, true);
-		pthread_join(t, NULL);
-	}
 }

@@ -335,10 +335,6 @@ enum lt_err lt_stub_tls_start(const char *addr, const char *cert_path,
 int lt_stub_tls_port(const struct lt_stub_tls *t);
 void lt_stub_tls_stop(struct lt_stub_tls *t);
 
-/* The address to reach a listener on `listen` (HOST:PORT) at `port` from
- * this host: the host itself, or loopback for a wildcard or a name. */
-void lt_stub_local_addr(const char *listen, int port, struct sockaddr_storage *ss, socklen_t *len);
-
 /* Request helpers (stubs.c). */
 const char *lt_stub_header(const struct lt_stub_req *r, const char *name);
 /* The route parameter `name` copied into out; LT_ETOOBIG if it does not

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/civet.h"
 #include "stubs/stub_int.h"
 #include "util/clock.h"
 #include "util/json.h"
@@ -548,28 +549,17 @@ enum lt_err lt_stubs_start(const struct lt_config *cfg, struct lt_log *log, stru
 	cb.begin_request = begin_request;
 	cb.http_error = http_error;
 	cb.log_message = log_message;
-	struct mg_init_data init = {
-		.callbacks = &cb, .user_data = s, .configuration_options = options};
-	struct mg_error_data ed;
-	char errtxt[256] = "";
-	memset(&ed, 0, sizeof ed);
-	ed.text = errtxt;
-	ed.text_buffer_size = sizeof errtxt;
-	s->ctx = mg_start2(&init, &ed);
-	if (!s->ctx) {
-		snprintf(why, why_cap, "cannot start the stubs listener on %s: %s", ports,
-			 errtxt[0] ? errtxt : "civetweb failed to start");
+	char err[512];
+	if (lt_civet_start("cannot start the stubs listener on", ports, options, &cb, s, &s->ctx,
+			   &s->port, err, sizeof err)) {
+		snprintf(why, why_cap, "%s", err);
 		free_stubs(s);
 		return LT_EIO;
 	}
-	struct mg_server_port sp[4];
-	memset(sp, 0, sizeof sp);
-	if (mg_get_server_ports(s->ctx, 4, sp) > 0)
-		s->port = sp[0].port;
 	if (tls) {
 		struct sockaddr_storage backend;
 		socklen_t blen;
-		lt_stub_local_addr(s->listen, s->port, &backend, &blen);
+		lt_civet_local_addr(s->listen, s->port, &backend, &blen);
 		enum lt_err e =
 			lt_stub_tls_start(s->tls_listen, cfg->stubs_tls_cert, &backend, blen,
 					  (int)cfg->stubs_threads, log, &s->tls, why, why_cap);
@@ -584,77 +574,10 @@ enum lt_err lt_stubs_start(const struct lt_config *cfg, struct lt_log *log, stru
 	return LT_OK;
 }
 
-struct poker {
-	struct sockaddr_storage addr;
-	socklen_t addr_len;
-	atomic_bool done;
-};
-
-/* civetweb's master thread notices mg_stop only when its poll() wakes (up
- * to its 2 s quantum on an idle listener): knock on the plain port until
- * mg_stop returns.  Same as http/listener.c. */
-static void *poke_listener(void *arg)
-{
-	struct poker *p = arg;
-	for (int i = 0; i < 500 && !atomic_load(&p->done); i++) {
-		int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0) {
-			(void)connect(fd, (struct sockaddr *)&p->addr, p->addr_len);
-			close(fd);
-		}
-		struct timespec ts = {0, 20 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	return NULL;
-}
-
-void lt_stub_local_addr(const char *listen, int port, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[64];
-	const char *colon = strrchr(listen, ':');
-	size_t hl = colon ? (size_t)(colon - listen) : 0;
-	if (hl >= sizeof host)
-		hl = 0;
-	memcpy(host, listen, hl);
-	host[hl] = '\0';
-	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-		memmove(host, host + 1, hl - 2);
-		host[hl - 2] = '\0';
-	}
-	memset(ss, 0, sizeof *ss);
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1 &&
-	    !IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr)) {
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons((uint16_t)port);
-		*len = sizeof *a6;
-		return;
-	}
-	memset(ss, 0, sizeof *ss);
-	a4->sin_family = AF_INET;
-	a4->sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &a4->sin_addr) != 1 || a4->sin_addr.s_addr == INADDR_ANY)
-		a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	*len = sizeof *a4;
-}
-
 static void stop_civetweb(struct lt_stubs *s)
 {
-	if (!s->ctx)
-		return;
-	struct poker p;
-	memset(&p, 0, sizeof p);
-	atomic_init(&p.done, false);
-	lt_stub_local_addr(s->listen, s->port, &p.addr, &p.addr_len);
-	pthread_t t;
-	bool poking = s->port > 0 && pthread_create(&t, NULL, poke_listener, &p) == 0;
-	mg_stop(s->ctx);
+	lt_civet_stop(s->ctx, s->listen, s->port);
 	s->ctx = NULL;
-	if (poking) {
-		atomic_store(&p.done, true);
-		pthread_join(t, NULL);
-	}
 }
 
 void lt_stubs_stop(struct lt_stubs *s)
