@@ -18,7 +18,11 @@
 
 struct lt_upstream_ref {
 	struct lt_upstream *u;
-	atomic_int refs; /* the provider's own reference + one per call */
+	atomic_int refs;	       /* the provider's own reference + one per call */
+	char base_url[LT_CFG_STR_MAX]; /* what it was built from: a change swaps it */
+	char ca_file[LT_CFG_STR_MAX];
+	int64_t pool_size;
+	struct lt_url url; /* base_url, parsed once */
 };
 
 static void ref_put(struct lt_upstream_ref *ref)
@@ -142,10 +146,9 @@ static struct lt_upstream_ref *upstream_get(struct lt_registry *r, struct lt_pro
 					    const struct lt_cfg_provider *p, char *why,
 					    size_t why_cap)
 {
-	char key[sizeof rt->up_key];
-	snprintf(key, sizeof key, "%s|%s|%lld", p->base_url, p->ca_file, (long long)p->pool_size);
 	pthread_mutex_lock(&rt->lock);
-	if (rt->up && !strcmp(rt->up_key, key)) {
+	if (rt->up && rt->up->pool_size == p->pool_size && !strcmp(rt->up->base_url, p->base_url) &&
+	    !strcmp(rt->up->ca_file, p->ca_file)) {
 		atomic_fetch_add(&rt->up->refs, 1);
 		struct lt_upstream_ref *ref = rt->up;
 		pthread_mutex_unlock(&rt->lock);
@@ -172,9 +175,12 @@ static struct lt_upstream_ref *upstream_get(struct lt_registry *r, struct lt_pro
 		goto out;
 	}
 	atomic_init(&ref->refs, 2); /* the provider's and the caller's */
+	memcpy(ref->base_url, p->base_url, sizeof ref->base_url);
+	memcpy(ref->ca_file, p->ca_file, sizeof ref->ca_file);
+	ref->pool_size = p->pool_size;
+	ref->url = o.url;
 	ref_put(rt->up);
 	rt->up = ref;
-	snprintf(rt->up_key, sizeof rt->up_key, "%s", key);
 out:
 	pthread_mutex_unlock(&rt->lock);
 	return ref;
@@ -405,10 +411,8 @@ void lt_provider_call(struct lt_registry *r, const struct lt_cfg_provider *p,
 			 rt->credential);
 	pthread_mutex_unlock(&rt->lock);
 
-	struct lt_url url;
-	(void)lt_url_parse(p->base_url, &url, why, sizeof why);
 	char path[1024];
-	snprintf(path, sizeof path, "%s%s", url.path, rq->path_suffix);
+	snprintf(path, sizeof path, "%s%s", ref->url.path, rq->path_suffix);
 
 	struct lt_breaker_policy bp;
 	breaker_policy(p, &bp);

@@ -51,10 +51,9 @@ struct lt_provider_rt {
 	pthread_mutex_t lock; /* breaker, errors, upstream swap, credential */
 	struct lt_breaker breaker;
 	atomic_int inflight;
-	struct lt_upstream_ref *up;	      /* current upstream, NULL until first use */
-	char up_key[LT_CFG_STR_MAX * 2 + 32]; /* base_url|ca_file|pool: when it changes, swap */
-	char credential[LT_CREDENTIAL_MAX];   /* from env or secret, "" if none */
-	char credential_err[160];	      /* why a configured credential is missing */
+	struct lt_upstream_ref *up;	    /* current upstream, NULL until first use */
+	char credential[LT_CREDENTIAL_MAX]; /* from env or secret, "" if none */
+	char credential_err[160];	    /* why a configured credential is missing */
 	struct lt_provider_error errors[LT_PROVIDER_ERRORS];
 	unsigned nerrors; /* total recorded; ring index = nerrors % LT_PROVIDER_ERRORS */
 	uint64_t calls, failures, rejected_open, rejected_full, retries;
