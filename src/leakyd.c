@@ -31,6 +31,7 @@
 #include "observe.h"
 #include "quota/pool_store.h"
 #include "stubs/stubs.h"
+#include "api/spend.h"
 #include "usage_hook.h"
 #include "scheduler.h"
 #include "server.h"
@@ -411,7 +412,7 @@ int main(int argc, char **argv)
 	{
 		char sdir[LT_CFG_STR_MAX + 16];
 		snprintf(sdir, sizeof sdir, "%s/secrets", cfg->storage_data_dir);
-		if (lt_usage_hook_init(&srv) ||
+		if (lt_usage_hook_init(&srv) || lt_spend_metrics_init(&srv) ||
 		    lt_registry_init(&srv.providers, &srv.clock, &srv.log, &srv.metrics, sdir)) {
 			fprintf(stderr, "leakyd: out of memory\n");
 			free(cfg);

@@ -8,6 +8,12 @@
  *              reference with lt_server_config_acquire() and drop it with
  *              lt_server_config_release(); SIGHUP swaps in a new snapshot
  *              under cfg_lock and the old one is freed by its last reader.
+ *   features   runtime overrides of the [features] switches (PUT
+ *              /admin/v1/features/{feature}).  A snapshot always carries the
+ *              effective values: every install applies the overrides to the
+ *              copy it installs, so readers only ever look at the snapshot
+ *              (cfg->features_*), an override survives a SIGHUP reload, and it
+ *              ends at restart or when cleared.  Guarded by cfg_lock.
  *   clock      the time source (manual in tests).
  *   log        the JSON-lines logger.
  *   metrics    the registry, plus the handles of leakyd's own families.
@@ -25,6 +31,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "auth/auth.h"
@@ -51,6 +58,16 @@ enum {
 };
 #define LT_READY_ALL                                                                               \
 	(LT_READY_STORAGE | LT_READY_MIGRATED | LT_READY_BUCKETS | LT_READY_WRITER | LT_READY_AUTH)
+
+/* The [features] switches that can be overridden at runtime.  Append-only. */
+enum lt_feature { LT_FEATURE_RATE_LIMITING, LT_FEATURE_QUOTA_ENFORCEMENT, LT_FEATURE_COUNT };
+
+/* One feature as the admin API shows it. */
+struct lt_feature_state {
+	bool configured; /* what the configuration file says */
+	int override;	 /* -1 none, 0 off, 1 on */
+	bool effective;	 /* what requests see: the override, else configured */
+};
 
 struct lt_config_snap {
 	struct lt_config cfg;
@@ -80,11 +97,21 @@ struct lt_server_metrics {
 	struct lt_metric_family *prov_latency;	/* provider */
 	struct lt_metric_family *prov_ttft;	/* provider */
 	struct lt_metric_family *prov_disconnects;
+	/* admission and quotas (api/spend_metrics.c) */
+	struct lt_metric_family *limit_decisions;    /* scope, outcome */
+	struct lt_metric_family *quota_reservations; /* outcome */
+	struct lt_metric_family *quota_unbilled;     /* provider */
 };
 
 struct lt_server {
 	pthread_mutex_t cfg_lock;
 	struct lt_config_snap *config; /* guarded by cfg_lock */
+	/* [features] overrides, guarded by cfg_lock.  Zero (the memset struct
+	 * of main) means no override.  feature_configured is the value of the
+	 * last configuration installed from the file, before any override. */
+	bool feature_pinned[LT_FEATURE_COUNT]; /* an override is set */
+	bool feature_value[LT_FEATURE_COUNT];  /* its value, when pinned */
+	bool feature_configured[LT_FEATURE_COUNT];
 
 	struct lt_clock clock;
 	struct lt_log log;
@@ -114,8 +141,32 @@ struct lt_server {
 const struct lt_config *lt_server_config_acquire(struct lt_server *srv);
 void lt_server_config_release(struct lt_server *srv, const struct lt_config *cfg);
 
-/* Make `cfg` (copied) the current snapshot. */
+/* Make `cfg` (copied) the current snapshot.  cfg holds what the file says:
+ * its [features] values become the configured ones, and the copy installed
+ * has the runtime overrides applied. */
 enum lt_err lt_server_config_install(struct lt_server *srv, const struct lt_config *cfg);
+
+/* "rate-limiting", "quota-enforcement"; NULL for a value out of range. */
+const char *lt_feature_name(enum lt_feature f);
+/* The feature named by <s, n>: its exact lower-case name or the config
+ * key's spelling ("quota_enforcement").  LT_ENOTFOUND otherwise. */
+enum lt_err lt_feature_parse(const char *s, size_t n, enum lt_feature *out);
+
+/* The feature's configured, override and effective values, read together. */
+enum lt_err lt_server_feature_get(struct lt_server *srv, enum lt_feature f,
+				  struct lt_feature_state *out);
+
+/* Override feature f (value 0 off, 1 on) or clear its override (-1, back
+ * to the configured value): installs a copy of the current snapshot with
+ * the change applied, so requests that start afterwards see it.  The
+ * override lasts until cleared or restart; reloads keep it. */
+enum lt_err lt_server_feature_set(struct lt_server *srv, enum lt_feature f, int value);
+
+/* lt_server_feature_set, also reporting the state just before and just
+ * after the change (either may be NULL), both read under the same lock
+ * hold as the change itself. */
+enum lt_err lt_server_feature_swap(struct lt_server *srv, enum lt_feature f, int value,
+				   struct lt_feature_state *before, struct lt_feature_state *after);
 
 bool lt_server_is_ready(const struct lt_server *srv);
 

@@ -55,12 +55,15 @@ void lt_chat_result_free(struct lt_chat_result *out);
 /* The reference call (providers.c): {prompt} as a one-message chat on the
  * provider's default_model, answered in the reference stubs' shape
  * {id, provider, received, created, message} (*out, owned by the caller).
- * On failure *status / *message / *retry_after_s (-1: none) say what to
+ * max_tokens > 0 caps the output (sent upstream).  *used (may be NULL)
+ * gets the call's usage, also when it failed after producing output.  On
+ * failure *status / *message / *retry_after_s (-1: none) say what to
  * answer on /api/v1. */
 struct cJSON;
 enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *p,
-			      const char *prompt, const struct cJSON *received, struct cJSON **out,
-			      int *status, const char **message, int64_t *retry_after_s);
+			      const char *prompt, const struct cJSON *received, int64_t max_tokens,
+			      struct cJSON **out, struct lt_tokens *used, int *status,
+			      const char **message, int64_t *retry_after_s);
 
 /* The provider named by the route's {provider} parameter, or NULL. */
 const struct lt_cfg_provider *lt_api_provider_param(struct lt_req *req);

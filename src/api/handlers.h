@@ -34,6 +34,8 @@ void lt_api_admin_quota_adjust(struct lt_req *req);
 void lt_api_provider_chat(struct lt_req *req);
 void lt_api_admin_providers(struct lt_req *req);
 void lt_api_admin_prices(struct lt_req *req);
+void lt_api_admin_features_list(struct lt_req *req);
+void lt_api_admin_feature_set(struct lt_req *req);
 void lt_api_admin_provider_reset(struct lt_req *req);
 
 /* ops.c */

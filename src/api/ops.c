@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/handlers.h"
+#include "api/spend.h"
 #include "http/request.h"
 #include "observe.h"
 #include "server.h"
@@ -98,6 +99,10 @@ void lt_api_metrics(struct lt_req *req)
 	lt_buf_init(&b, NULL, 0, 16u << 20);
 	lt_observe_collect(req->srv);
 	enum lt_err e = lt_metrics_render(&req->srv->metrics, &b);
+	if (!e)
+		lt_spend_metrics_render_pools(req->srv, &b);
+	if (!e && b.err)
+		e = b.err;
 	if (e)
 		lt_reply_error(req, 500, "metrics too large to render");
 	else

@@ -5,6 +5,9 @@
  * The passthrough turns {prompt} into a one-message chat completion on the
  * provider's default_model, through the same call path as /v1, and answers
  * in the reference stubs' shape: {id, provider, received, created, message}.
+ * It is admitted and billed to the caller's pools like /v1 (ledger reason
+ * "reference"); refusals in the Leaky Tokens API's words: 429 with
+ * retryAfterSeconds, 402 "insufficient token quota".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include "api/chat.h"
 #include "auth/identity_store.h"
 #include "api/handlers.h"
+#include "api/spend.h"
 #include "http/request.h"
 #include "server.h"
 #include "util/buf.h"
@@ -20,9 +24,13 @@
 #include "util/uuid.h"
 
 enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *p,
-			      const char *prompt, const cJSON *received, cJSON **out, int *status,
+			      const char *prompt, const cJSON *received, int64_t max_tokens,
+			      cJSON **out, struct lt_tokens *used, int *status,
 			      const char **message, int64_t *retry_after_s)
 {
+	static const struct lt_tokens none;
+	if (used)
+		*used = none;
 	*out = NULL;
 	*retry_after_s = -1;
 	*status = 503;
@@ -38,6 +46,10 @@ enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *
 	cJSON_AddStringToObject(m, "content", prompt);
 	cJSON_AddItemToArray(msgs, m);
 	cJSON_AddStringToObject(chat, "model", p->default_model);
+	if (max_tokens > 0)
+		cJSON_AddNumberToObject(
+			chat, t.format == LT_FMT_QWEN ? "max_tokens" : "max_completion_tokens",
+			(double)max_tokens);
 	struct lt_chat_req rq;
 	char param[64], why[LT_TR_WHY_MAX];
 	char *body = NULL;
@@ -66,6 +78,8 @@ enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *
 	lt_chat_run(req, &call, &r);
 	free(body);
 	cJSON_Delete(chat);
+	if (used)
+		*used = r.tokens;
 	if (r.status != 200) {
 		*message = r.status == 504   ? "provider call timed out"
 			   : r.status == 503 ? "provider unavailable"
@@ -124,18 +138,68 @@ void lt_api_provider_chat(struct lt_req *req)
 		lt_reply_error(req, 400, "prompt is required");
 		return;
 	}
+	struct lt_target t;
+	if (!p->default_model[0] || lt_registry_resolve(req->cfg, p->default_model, &t)) {
+		lt_reply_error_h(req, 503, "provider has no default_model configured",
+				 "Retry-After: 1\r\n");
+		return;
+	}
+	/* Billed like /v1 (spend.h): the pool holds prompt + output cap (the
+	 * cap is sent upstream), the buckets are charged the prompt, both
+	 * settle to the real usage. */
+	int64_t est = lt_token_estimate(prompt->valuestring, strlen(prompt->valuestring));
+	int64_t cap = t.context_window - est < t.max_output ? t.context_window - est : t.max_output;
+	if (cap < 1) {
+		lt_reply_error(req, 400, "prompt exceeds the model's context window");
+		return;
+	}
+	struct lt_spend sp;
+	memset(&sp, 0, sizeof sp);
+	sp.owner_kind = LT_OWNER_USER;
+	snprintf(sp.owner_id, sizeof sp.owner_id, "%s", req->principal.user_id);
+	sp.user_id = req->principal.user_id;
+	sp.tier = req->principal.tier[0] ? req->principal.tier : NULL;
+	snprintf(sp.provider, sizeof sp.provider, "%s", p->name);
+	sp.model = t.model ? t.model->name : NULL;
+	struct lt_tokens worst = {.input = est, .output = cap};
+	sp.bucket_tokens = est;
+	sp.pool_tokens = est + cap;
+	sp.money_micros = lt_cost_micros(&t.price, &worst);
+	sp.reason = "reference";
+	bool allowed;
+	int item;
+	enum lt_err e = lt_spend_admit(req, &sp, &allowed, &item);
+	if (e) {
+		lt_spend_reply_admit_error(req, e);
+		return;
+	}
+	if (!allowed) {
+		lt_spend_reply_limited(req, &sp);
+		return;
+	}
+	e = lt_spend_reserve(req, &sp);
+	if (e) {
+		lt_reply_error(req, e == LT_EDENIED || e == LT_ENOTFOUND ? 402 : 503,
+			       e == LT_EDENIED || e == LT_ENOTFOUND ? "insufficient token quota"
+								    : "quota store unavailable");
+		return;
+	}
 	cJSON *out;
+	struct lt_tokens used;
 	int status;
 	const char *msg;
 	int64_t retry;
-	if (lt_reference_call(req, p, prompt->valuestring, req->json, &out, &status, &msg,
-			      &retry)) {
+	e = lt_reference_call(req, p, prompt->valuestring, req->json, cap, &out, &used, &status,
+			      &msg, &retry);
+	if (e) {
+		lt_spend_release(req, &sp, "provider call failed");
 		char hdr[64] = "";
 		if (retry >= 0)
 			snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)retry);
 		lt_reply_error_h(req, status, msg, hdr[0] ? hdr : NULL);
 		return;
 	}
+	lt_spend_settle(req, &sp, used.input + used.output, lt_cost_micros(&t.price, &used));
 	lt_reply_cjson(req, 200, out, NULL);
 	cJSON_Delete(out);
 }

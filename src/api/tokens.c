@@ -15,6 +15,7 @@
 
 #include "api/chat.h"
 #include "api/handlers.h"
+#include "api/spend.h"
 #include "auth/identity_store.h"
 #include "http/request.h"
 #include "limit/bucket_store.h"
@@ -250,28 +251,6 @@ void lt_api_tokens_quota_org(struct lt_req *req)
 
 /* ---- writer operations ---- */
 
-static enum lt_err op_reserve(struct sqlite3 *db, void *arg)
-{
-	return lt_pool_store_reserve(db, arg);
-}
-
-static enum lt_err op_settle(struct sqlite3 *db, void *arg)
-{
-	return lt_pool_store_settle(db, arg);
-}
-
-struct release_op {
-	const char *id;
-	int64_t now_ms;
-	struct lt_ledger_note note;
-};
-
-static enum lt_err op_release(struct sqlite3 *db, void *arg)
-{
-	struct release_op *r = arg;
-	return lt_pool_store_release(db, r->id, r->now_ms, &r->note);
-}
-
 /* The change and its audit row, in one transaction. */
 static enum lt_err op_change(struct sqlite3 *db, void *arg)
 {
@@ -379,24 +358,8 @@ static void consume_body(struct lt_buf *b, bool allowed, const struct lt_limit_p
 	put_time(b, "timestamp", now);
 }
 
-/* Give back what the admission charged, and render the headers again so
- * they show the buckets as they are after the refund. */
-static void refund(struct lt_server *srv, struct lt_limit_plan *plan, int64_t now,
-		   struct lt_buf *hdr)
-{
-	if (!plan->n)
-		return;
-	(void)lt_bucket_refund_all(srv->kv, plan->items, plan->n, now);
-	for (size_t i = 0; i < plan->n; i++)
-		(void)lt_bucket_store_peek(srv->kv, plan->items[i].key, &plan->items[i].policy, now,
-					   &plan->items[i].decision);
-	lt_buf_reset(hdr);
-	lt_limit_headers_api(plan, true, hdr);
-}
-
 void lt_api_tokens_consume(struct lt_req *req)
 {
-	struct lt_server *srv = req->srv;
 	struct consume c;
 	if (!consume_parse(req, &c) || !may_act(req, c.user_id, c.has_org ? c.org_id : NULL))
 		return;
@@ -410,78 +373,47 @@ void lt_api_tokens_consume(struct lt_req *req)
 			return;
 		tier = tier_buf;
 	}
-	struct lt_limit_facts f = {
-		.path = req->path,
-		.key_id = req->principal.via_api_key ? req->principal.key_id : NULL,
-		.user_id = c.user_id,
-		.ip = lt_req_remote_addr(req),
-		.tier = tier,
-		.org_id = c.has_org ? c.org_id : NULL,
-		.provider = c.provider,
-		.tokens = c.tokens,
-	};
-	static struct lt_limit_plan zero_plan;
-	struct lt_limit_plan plan = zero_plan;
-	if (lt_limit_plan(req->cfg, &f, &plan)) {
-		lt_reply_error(req, 500, "rate-limit key too long");
+	struct lt_spend sp;
+	memset(&sp, 0, sizeof sp);
+	sp.owner_kind = c.has_org ? LT_OWNER_ORG : LT_OWNER_USER;
+	memcpy(sp.owner_id, c.has_org ? c.org_id : c.user_id, sizeof sp.owner_id);
+	sp.user_id = c.user_id;
+	sp.tier = tier;
+	sp.org_id = c.has_org ? c.org_id : NULL;
+	memcpy(sp.provider, c.provider, sizeof sp.provider);
+	sp.bucket_tokens = sp.pool_tokens = c.tokens;
+	sp.reason = "consume";
+	bool allowed;
+	int item;
+	enum lt_err e = lt_spend_admit(req, &sp, &allowed, &item);
+	if (e) {
+		lt_spend_reply_admit_error(req, e);
 		return;
 	}
-	int64_t now = lt_clock_now_ns(&srv->clock);
-	bool allowed = true;
-	if (plan.n) {
-		enum lt_err e = lt_bucket_admit_all(srv->kv, plan.items, plan.n, now, &allowed);
-		if (e == LT_ERANGE) {
-			lt_reply_error(req, 400, "tokens exceed bucket capacity");
-			return;
-		}
-		if (e) {
-			lt_reply_error_h(req, 503, "rate-limit store unavailable",
-					 "Retry-After: 1\r\n");
-			return;
-		}
-	}
-	char hdr_stack[1024];
-	struct lt_buf hdr;
-	lt_buf_init(&hdr, hdr_stack, sizeof hdr_stack, 8192);
-	lt_limit_headers_api(&plan, allowed, &hdr);
+	int64_t now_ms = sp.now_ns / LT_NS_PER_MS;
 	char body_stack[2048];
 	struct lt_buf body;
 	lt_buf_init(&body, body_stack, sizeof body_stack, 1u << 20);
 	if (!allowed) {
-		int b = lt_limit_binding(&plan, false);
-		int64_t wait = b >= 0 ? lt_ceil_seconds(plan.items[b].decision.retry_ns) : 1;
-		consume_body(&body, false, &plan, now / LT_NS_PER_MS, wait);
+		enum lt_limit_scope sc;
+		int64_t retry;
+		lt_spend_refusal(&sp, &sc, &retry);
+		int64_t wait = lt_ceil_seconds(retry);
+		consume_body(&body, false, &sp.plan, now_ms, wait);
 		lt_buf_printf(&body, ",\"retryAfterSeconds\":%lld}", (long long)wait);
-		lt_reply_json(req, 429, &body, hdr.data);
+		lt_reply_json(req, 429, &body, NULL);
 		goto out;
 	}
 
 	/* reserve */
-	struct lt_reservation r;
-	memset(&r, 0, sizeof r);
-	lt_uuid_v4(r.id);
-	r.n = 1;
-	r.items[0].key.kind = c.has_org ? LT_OWNER_ORG : LT_OWNER_USER;
-	memcpy(r.items[0].key.owner_id, c.has_org ? c.org_id : c.user_id, 40);
-	memcpy(r.items[0].key.provider, c.provider, 32);
-	r.items[0].amount = c.tokens;
-	r.now_ms = now / LT_NS_PER_MS;
-	r.note.actor = req->principal.user_id;
-	r.note.reason = "consume";
-	r.note.correlation_id = req->correlation_id;
-	bool enforce = req->cfg->features_quota_enforcement;
-	struct lt_buf *hp = &hdr;
-	if (enforce) {
-		enum lt_err e = lt_writer_run(&srv->writer, op_reserve, &r);
-		if (e) {
-			refund(srv, &plan, now, hp);
-			if (e == LT_EDENIED || e == LT_ENOTFOUND)
-				lt_reply_error_h(req, 402, "insufficient token quota", hp->data);
-			else
-				lt_reply_error_h(req, lt_err_http_status(e),
-						 "quota store unavailable", hp->data);
-			goto out;
-		}
+	e = lt_spend_reserve(req, &sp);
+	if (e == LT_EDENIED || e == LT_ENOTFOUND) {
+		lt_reply_error(req, 402, "insufficient token quota");
+		goto out;
+	}
+	if (e) {
+		lt_reply_error(req, lt_err_http_status(e), "quota store unavailable");
+		goto out;
 	}
 
 	/* call the provider */
@@ -492,52 +424,33 @@ void lt_api_tokens_consume(struct lt_req *req)
 	int status;
 	const char *msg;
 	int64_t retry;
-	if (lt_reference_call(req, p, c.prompt ? c.prompt : prompt, req->json, &resp, &status, &msg,
-			      &retry)) {
-		if (enforce) {
-			struct release_op rel = {r.id,
-						 now_ms(req),
-						 {req->principal.user_id, "provider call failed",
-						  req->correlation_id}};
-			(void)lt_writer_run(&srv->writer, op_release, &rel);
-		}
-		refund(srv, &plan, now, hp);
+	if (lt_reference_call(req, p, c.prompt ? c.prompt : prompt, req->json, 0, &resp, NULL,
+			      &status, &msg, &retry)) {
+		lt_spend_release(req, &sp, "provider call failed");
 		/* 503 (circuit open, bulkhead full) and 504 keep their status and
 		 * Retry-After (API.md §0); anything else is 502. */
+		char hdr[64] = "";
 		if (retry >= 0)
-			lt_buf_printf(hp, "Retry-After: %lld\r\n", (long long)retry);
+			snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)retry);
 		lt_reply_error_h(req, status == 503 || status == 504 ? status : 502,
 				 status == 503 || status == 504 ? msg : "provider call failed",
-				 hp->data);
+				 hdr[0] ? hdr : NULL);
 		goto out;
 	}
 
-	/* settle exactly what was asked */
-	if (enforce) {
-		struct lt_settlement s;
-		memset(&s, 0, sizeof s);
-		memcpy(s.id, r.id, sizeof s.id);
-		s.keys[0] = r.items[0].key;
-		s.actual[0] = c.tokens;
-		s.n = 1;
-		s.now_ms = now_ms(req);
-		s.note = r.note;
-		enum lt_err e = lt_writer_run(&srv->writer, op_settle, &s);
-		if (e)
-			lt_log_error(&srv->log, "consume: settling reservation %s failed: %s", r.id,
-				     lt_strerror(e));
-	}
-	consume_body(&body, true, &plan, now / LT_NS_PER_MS, 0);
+	/* settle exactly what was asked: consume spends `tokens`, whatever
+	 * the reference call itself used */
+	lt_spend_settle(req, &sp, c.tokens, 0);
+	consume_body(&body, true, &sp.plan, now_ms, 0);
 	char *pr = cJSON_PrintUnformatted(resp);
 	lt_buf_puts(&body, ",\"providerResponse\":");
 	lt_buf_puts(&body, pr ? pr : "null");
 	lt_buf_putc(&body, '}');
 	cJSON_free(pr);
 	cJSON_Delete(resp);
-	lt_reply_json(req, 200, &body, hdr.data);
+	lt_reply_json(req, 200, &body, NULL);
 out:
 	lt_buf_release(&body);
-	lt_buf_release(&hdr);
 }
 
 /* ---- admin: grant and adjust ---- */

@@ -23,6 +23,7 @@
 #include "http/civet.h"
 #include "http/request.h"
 #include "http/router.h"
+#include "api/spend.h"
 #include "http/listener.h"
 #include "server.h"
 #include "util/json.h"
@@ -255,6 +256,11 @@ static void dispatch(struct lt_req *req, int inflight)
 		return;
 	}
 	if (r->auth >= LT_AUTH_USER && !authenticate(req))
+		return;
+	/* The request limit, before the body is read; routes that spend
+	 * tokens admit it together with their token buckets (spend.h), the
+	 * test hooks are exempt. */
+	if (!r->admits && r->auth != LT_AUTH_DEBUG && !lt_spend_admit_request(req))
 		return;
 	/* Body limits apply to every route: an oversized body is refused
 	 * before it is read, whatever the route does with bodies. */

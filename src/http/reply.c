@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <assert.h>
 #include <civetweb.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http/request.h"
@@ -173,6 +174,27 @@ void lt_reply_render(struct lt_buf *out, int status, const char *correlation_id,
 	lt_buf_puts(out, "\r\n");
 }
 
+void lt_req_set_rl_headers(struct lt_req *req, const char *lines)
+{
+	size_t n = lines ? strlen(lines) : 0;
+	if (n >= sizeof req->rl_headers)
+		n = 0;
+	memcpy(req->rl_headers, lines ? lines : "", n);
+	req->rl_headers[n] = '\0';
+}
+
+/* extra_headers followed by the request's rate-limit headers, in tmp when
+ * both are present. */
+static const char *all_headers(const struct lt_req *req, const char *extra, char *tmp, size_t cap)
+{
+	if (!req->rl_headers[0])
+		return extra;
+	if (!extra || !extra[0])
+		return req->rl_headers;
+	snprintf(tmp, cap, "%s%s", extra, req->rl_headers);
+	return tmp;
+}
+
 void lt_reply(struct lt_req *req, int status, const char *content_type, const char *extra_headers,
 	      const char *body, size_t body_len)
 {
@@ -187,9 +209,10 @@ void lt_reply(struct lt_req *req, int status, const char *content_type, const ch
 	struct lt_buf b;
 	lt_buf_init(&b, stack, sizeof stack, REPLY_MAX);
 	bool ka = req->keep_alive && !req->close_after;
-	lt_reply_render(&b, status, req->correlation_id, ka,
-			body_len || content_type ? content_type : NULL, extra_headers, body_len,
-			lt_clock_real_ns());
+	char hdr[LT_RL_HEADERS_MAX + 8192];
+	lt_reply_render(
+		&b, status, req->correlation_id, ka, body_len || content_type ? content_type : NULL,
+		all_headers(req, extra_headers, hdr, sizeof hdr), body_len, lt_clock_real_ns());
 	if (!req->head && body_len)
 		lt_buf_append(&b, body, body_len);
 	if (!ka && req->conn)
@@ -212,8 +235,10 @@ enum lt_err lt_reply_stream_begin(struct lt_req *req, int status, const char *co
 	struct lt_buf b;
 	lt_buf_init(&b, stack, sizeof stack, REPLY_MAX);
 	bool ka = req->keep_alive && !req->close_after;
-	lt_reply_render(&b, status, req->correlation_id, ka, content_type, extra_headers,
-			LT_REPLY_CHUNKED, lt_clock_real_ns());
+	char hdr[LT_RL_HEADERS_MAX + 8192];
+	lt_reply_render(&b, status, req->correlation_id, ka, content_type,
+			all_headers(req, extra_headers, hdr, sizeof hdr), LT_REPLY_CHUNKED,
+			lt_clock_real_ns());
 	if (!ka && req->conn)
 		mg_disable_keep_alive(req->conn);
 	enum lt_err e = b.err ? LT_ETOOBIG : LT_OK;

@@ -38,6 +38,8 @@ struct mg_request_info;
 
 #define LT_CORRELATION_MAX 128
 
+#define LT_RL_HEADERS_MAX 768
+
 struct lt_req {
 	struct lt_server *srv;
 	const struct lt_config *cfg; /* snapshot held for the request */
@@ -60,6 +62,10 @@ struct lt_req {
 	bool stream_broken; /* a stream write failed: the client is gone */
 	bool authed;	    /* principal is set */
 	struct lt_principal principal;
+	/* Rate-limit headers of the request's admission (complete lines ending
+	 * "\r\n", or ""): every reply of the request carries them, errors and
+	 * streams included (API.md §4, §6).  Set with lt_req_set_rl_headers. */
+	char rl_headers[LT_RL_HEADERS_MAX];
 	int status;
 	int64_t t0_mono;
 };
@@ -104,6 +110,11 @@ const char *lt_http_reason(int status);
 
 /* The client's address as text ("" when unknown). */
 const char *lt_req_remote_addr(const struct lt_req *req);
+
+/* Make `lines` (complete header lines, or NULL to clear) the rate-limit
+ * headers of every later reply of req; lines longer than the field are
+ * dropped whole (they are bounded well below it). */
+void lt_req_set_rl_headers(struct lt_req *req, const char *lines);
 
 /* Value of request header `name` or NULL. */
 const char *lt_req_header(const struct lt_req *req, const char *name);

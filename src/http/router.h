@@ -44,6 +44,9 @@ struct lt_route {
 	bool needs_ready;    /* 503 until storage is ready */
 	const char *summary; /* one line, for the OpenAPI check */
 	bool during_drain;   /* still served while shutting down (health probes) */
+	bool admits;	     /* the handler runs the request's whole admission itself (request
+			and token buckets in one transaction, api/spend.h); for every
+			other route the dispatcher admits the request limit */
 };
 
 struct lt_route_param {

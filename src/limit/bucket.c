@@ -16,18 +16,32 @@
  * GCRA uses it for this fraction).  Every product is computed in 128 bits;
  * with the bounds of lt_bucket_policy_check none of them can overflow.
  *
+ * Debt: lt_bucket_charge forces a charge that is never refused, so a state
+ * may lie beyond "full" — by at most one capacity (bucket.h).  Every
+ * function reads such a state as it is: nothing is admitted (but cost 0)
+ * until enough has leaked or refilled, remaining is 0 and used the limit
+ * (never beyond), reset_ns and retry_ns count the debt, a refund pays it
+ * off first.  Nothing in this file assumes a state at most full.
+ *
  * Invariants of a state written by this file (the "normal form"):
- *   LEAKY  0 <= level <= cap·10^6, 0 <= carry < period, level == 0 => carry == 0
- *   TOKEN  0 <= level <= cap·10^6, 0 <= carry < period, level == cap => carry == 0
- *   FIXED  0 <= level <= cap·10^6, window = a multiple of period <= last_ns, carry == 0
- *   GCRA   0 <= carry < rate, TAT <= last_ns + (burst + 1) × T
- * A stored state outside its normal form (a policy reloaded with other
- * values, a damaged record) is first brought into it, conservatively: an
- * over-full bucket is read as full, a stray carry as 0, a window that is not
- * the current one as a new window, a TAT too far ahead as the farthest
- * one reachable at last_ns.  This depends on the record alone, not on
- * now, so such a state then behaves exactly like its normal form.  A state
- * in normal form is never changed by it.
+ *   LEAKY  0 <= level <= 2·cap·10^6, 0 <= carry < period, level == 0 => carry == 0
+ *   TOKEN  -cap·10^6 <= level <= cap·10^6, 0 <= carry < period, level == cap => carry == 0
+ *   FIXED  0 <= level <= 2·cap·10^6, window = a multiple of period <= last_ns, carry == 0
+ *   GCRA   0 <= carry < rate, TAT <= last_ns + 2 × (burst + 1) × T
+ * (beyond full only after a forced charge, or a reload to a smaller
+ * capacity or burst).  A stored state outside its normal form (a policy
+ * reloaded with other values, a damaged record) is first brought into it,
+ * conservatively: a bucket beyond the debt bound is read at the bound (an
+ * over-full bucket under a smaller capacity is a bucket in debt: the state
+ * cannot tell the two apart), a stray carry as 0, a window that is not the
+ * current one as a new window, a TAT too far ahead as the farthest one
+ * reachable at last_ns.  This depends on the record alone, not on now, so
+ * such a state then behaves exactly like its normal form.  A state in
+ * normal form is never changed by it.
+ *
+ * Bounds: 2·cap·10^6 <= 2·10^18 < INT64_MAX, so a level, a level plus a
+ * cost of at most 2·cap, and cap_m - level all fit in 64 bits; a GCRA TAT is
+ * capped at INT64_MAX (in 1/rate ns, gcra_tat_max).
  *
  * Time: a now_ns before the epoch is read as the epoch, then clamped to at
  * least last_ns for the computation.  reset_ns and retry_ns still count
@@ -38,7 +52,8 @@
  * at most INT64_MAX - now_ns, so now_ns + either never overflows; that
  * largest value means "not within representable time" (and at now_ns ==
  * INT64_MAX, the last instant, both are 0).  A GCRA admission whose TAT
- * would pass INT64_MAX (the year 2262) is refused.
+ * would pass INT64_MAX (the year 2262) is refused; a forced charge stops
+ * there.
  *
  * Policies outside their bounds: lt_bucket_admit returns LT_EINVAL; the
  * functions that cannot fail use the policy with each value clamped into
@@ -208,6 +223,14 @@ static i128 gcra_tat_max(const struct pol *q)
 	return ((i128)INT64_MAX + 1) * q->rate - 1;
 }
 
+/* The farthest TAT a state written at t may hold: t + 2·(burst + 1)·T (one
+ * burst admitted, one more in debt), at most the largest representable. */
+static i128 gcra_debt_max(const struct pol *q, int64_t t)
+{
+	i128 max = (i128)t * q->rate + 2 * (i128)q->cap * q->period;
+	return max > gcra_tat_max(q) ? gcra_tat_max(q) : max;
+}
+
 /*
  * Bring a stored state into normal form and advance it to *now (which is
  * clamped to [max(0, last_ns), INT64_MAX]): apply the leak or refill, roll the
@@ -226,7 +249,10 @@ static void advance(const struct pol *q, struct lt_bucket_state *s, int64_t *now
 	case LT_ALGO_LEAKY:
 	case LT_ALGO_TOKEN: {
 		s->window = 0;
-		s->level = clamp64(s->level, 0, q->cap_m);
+		if (q->algo == LT_ALGO_LEAKY)
+			s->level = clamp64(s->level, 0, 2 * q->cap_m);
+		else
+			s->level = clamp64(s->level, -q->cap_m, q->cap_m);
 		if (s->carry < 0 || s->carry >= q->period)
 			s->carry = 0;
 		i128 total = (i128)q->rate_m * (t - last) + s->carry;
@@ -257,19 +283,17 @@ static void advance(const struct pol *q, struct lt_bucket_state *s, int64_t *now
 			s->window = w;
 			s->level = 0;
 		}
-		s->level = clamp64(s->level, 0, q->cap_m);
+		s->level = clamp64(s->level, 0, 2 * q->cap_m);
 		break;
 	}
 	case LT_ALGO_GCRA: {
 		s->window = 0;
 		if (s->carry < 0 || s->carry >= q->rate)
 			s->carry = 0;
-		/* Written at last_ns, a TAT is at most last_ns + (burst + 1)·T;
-		 * the bound counts from last_ns, not now, so that a state
-		 * brought back into normal form is the same at every now. */
-		i128 max = (i128)last * q->rate + (i128)q->cap * q->period;
-		if (max > gcra_tat_max(q))
-			max = gcra_tat_max(q);
+		/* Written at last_ns, a TAT is at most last_ns + 2·(burst + 1)·T
+		 * (in debt); the bound counts from last_ns, not now, so that a
+		 * state brought back into normal form is the same at every now. */
+		i128 max = gcra_debt_max(q, last);
 		i128 now_r = (i128)t * q->rate;
 		i128 tat = gcra_tat(q, s);
 		if (tat > max)
@@ -282,24 +306,29 @@ static void advance(const struct pol *q, struct lt_bucket_state *s, int64_t *now
 	}
 }
 
-/* Whole tokens admissible now (advanced state). */
+/* Whole tokens admissible now (advanced state): 0 in debt, never negative
+ * (C division truncates toward zero, so a negative quotient is clamped
+ * explicitly rather than relied on). */
 static int64_t remaining(const struct pol *q, const struct lt_bucket_state *s, int64_t now)
 {
+	i128 n = 0;
 	switch (q->algo) {
 	case LT_ALGO_LEAKY:
-	case LT_ALGO_FIXED: return (q->cap_m - s->level) / LT_MICRO;
-	case LT_ALGO_TOKEN: return s->level / LT_MICRO;
+	case LT_ALGO_FIXED: n = (q->cap_m - s->level) / LT_MICRO; break;
+	case LT_ALGO_TOKEN: n = s->level / LT_MICRO; break;
 	case LT_ALGO_GCRA: {
 		/* n such that TAT + n·T - now <= (burst + 1)·T and TAT + n·T
 		 * stays representable; TAT >= now after advance(). */
 		i128 tat = gcra_tat(q, s);
 		i128 ahead = tat - (i128)now * q->rate;
-		i128 n = q->cap - ceil_div(ahead, q->period);
 		i128 fit = (gcra_tat_max(q) - tat) / q->period;
-		return (int64_t)(fit < n ? fit : n);
+		n = q->cap - ceil_div(ahead, q->period);
+		if (fit < n)
+			n = fit;
+		break;
 	}
 	}
-	return 0;
+	return n > 0 ? (int64_t)n : 0;
 }
 
 /* Until the advanced state is indistinguishable from a fresh one (from now). */
@@ -354,9 +383,12 @@ static i128 retry_in(const struct pol *q, const struct lt_bucket_state *s, int64
 	return 0;
 }
 
+/* Whether cost (<= cap) passes now; cost 0 always does, even in debt. */
 static bool fits(const struct pol *q, const struct lt_bucket_state *s, int64_t now, int64_t cost)
 {
 	i128 cost_m = (i128)cost * LT_MICRO;
+	if (cost == 0)
+		return true;
 	switch (q->algo) {
 	case LT_ALGO_LEAKY:
 	case LT_ALGO_FIXED: return s->level + cost_m <= q->cap_m;
@@ -434,6 +466,14 @@ enum lt_err lt_bucket_admit(const struct lt_bucket_policy *p, struct lt_bucket_s
 	return LT_OK;
 }
 
+/* The largest cost a refund or a forced charge can mean: the whole span of
+ * the state, from fresh to the debt bound (2·cap; 2·10^12 at most, so
+ * cost·10^6 fits in 64 bits). */
+static int64_t span_cost(const struct pol *q, int64_t cost)
+{
+	return cost > 2 * q->cap ? 2 * q->cap : cost;
+}
+
 void lt_bucket_refund(const struct lt_bucket_policy *p, struct lt_bucket_state *st, int64_t now_ns,
 		      int64_t cost)
 {
@@ -441,7 +481,7 @@ void lt_bucket_refund(const struct lt_bucket_policy *p, struct lt_bucket_state *
 	pol_load(p, &q);
 	if (cost <= 0)
 		return;
-	cost = cost > q.cap ? q.cap : cost; /* more than a full bucket is a full bucket */
+	cost = span_cost(&q, cost);
 	int64_t now = now_ns;
 	advance(&q, st, &now);
 	int64_t cost_m = cost * LT_MICRO;
@@ -449,12 +489,14 @@ void lt_bucket_refund(const struct lt_bucket_policy *p, struct lt_bucket_state *
 	case LT_ALGO_LEAKY:
 	case LT_ALGO_FIXED:
 		/* FIXED: advance() started a new window if the charge belonged
-		 * to an earlier one, and a new window has nothing to give back. */
+		 * to an earlier one, and a new window has nothing to give back.
+		 * In debt the refund pays the debt off first. */
 		st->level = st->level > cost_m ? st->level - cost_m : 0;
 		if (st->level == 0)
 			st->carry = 0;
 		break;
 	case LT_ALGO_TOKEN:
+		/* level >= -cap_m and cost_m <= 2·cap_m: no overflow */
 		if (st->level >= q.cap_m - cost_m) {
 			st->level = q.cap_m;
 			st->carry = 0;
@@ -466,6 +508,39 @@ void lt_bucket_refund(const struct lt_bucket_policy *p, struct lt_bucket_state *
 		i128 tat = gcra_tat(&q, st) - (i128)cost * q.period;
 		i128 now_r = (i128)now * q.rate;
 		gcra_set_tat(&q, st, tat < now_r ? now_r : tat);
+		break;
+	}
+	}
+}
+
+void lt_bucket_charge(const struct lt_bucket_policy *p, struct lt_bucket_state *st, int64_t now_ns,
+		      int64_t cost)
+{
+	struct pol q;
+	pol_load(p, &q);
+	if (cost <= 0)
+		return;
+	cost = span_cost(&q, cost);
+	int64_t now = now_ns;
+	advance(&q, st, &now);
+	int64_t cost_m = cost * LT_MICRO;
+	switch (q.algo) {
+	case LT_ALGO_LEAKY:
+	case LT_ALGO_FIXED:
+		/* FIXED: in the window of now (advance() rolled it). level <=
+		 * 2·cap_m and cost_m <= 2·cap_m: the sum fits.  The carry of a
+		 * LEAKY level that was 0 is 0, so the normal form holds. */
+		st->level = st->level > 2 * q.cap_m - cost_m ? 2 * q.cap_m : st->level + cost_m;
+		break;
+	case LT_ALGO_TOKEN:
+		/* a bucket that was full has carry 0; below full any carry is
+		 * the refill's progress and stays */
+		st->level = st->level < cost_m - q.cap_m ? -q.cap_m : st->level - cost_m;
+		break;
+	case LT_ALGO_GCRA: {
+		i128 tat = gcra_tat(&q, st) + (i128)cost * q.period;
+		i128 max = gcra_debt_max(&q, now);
+		gcra_set_tat(&q, st, tat > max ? max : tat);
 		break;
 	}
 	}

@@ -18,7 +18,24 @@
  *   - a refused request leaves the state exactly as it was;
  *   - a cost above what the bucket can ever admit (capacity; burst + 1
  *     for GCRA) is LT_ERANGE — a client error, never a misleading wait;
- *   - cost 0 is a peek: it is admitted and changes nothing but the leak.
+ *   - cost 0 is a peek: it is admitted and changes nothing but the leak
+ *     (even in debt).
+ *
+ * Debt: lt_bucket_charge forces a charge after the fact (a call that used
+ * more tokens than it was admitted with).  It is never refused and may push
+ * the state past full: the bucket then admits nothing (but cost 0) until it
+ * has leaked or refilled back, so the long-run rate stays exact.  The debt
+ * is bounded so that no arithmetic can overflow: the state never goes more
+ * than ONE capacity beyond full —
+ *   LEAKY  level <= 2 × capacity        TOKEN  tokens >= -capacity
+ *   FIXED  used <= 2 × capacity in its window (a new window drops the debt)
+ *   GCRA   TAT <= now + 2 × (burst + 1) × T
+ * — and whatever a charge would add beyond that is forgiven (a single
+ * call's excess is bounded by the model's max_output anyway).  In debt:
+ * remaining is 0 and used the limit (never beyond), reset_ns is the longer
+ * time until fresh, retry_ns the exact time until the cost would pass, and
+ * lt_bucket_expired is false.  A stored state beyond the bound (a policy
+ * reloaded with a smaller capacity or burst) is read at the bound.
  *
  * Policies:
  *   LEAKY   capacity tokens; leaks rate tokens per period_ns.  Admit when
@@ -67,8 +84,9 @@ enum lt_err lt_bucket_policy_check(const struct lt_bucket_policy *p, char *why, 
 
 /* The stored state: 32 bytes, plain integers (kept as-is in LMDB). */
 struct lt_bucket_state {
-	int64_t level;	 /* LEAKY: micro-tokens in the bucket; TOKEN: micro-tokens available;
-			   FIXED: micro-tokens used in the window; GCRA: TAT in ns */
+	int64_t level;	 /* LEAKY: micro-tokens in the bucket; TOKEN: micro-tokens available
+			   (negative in debt); FIXED: micro-tokens used in the window; GCRA:
+			   TAT in ns */
 	int64_t last_ns; /* time of the last update */
 	int64_t window;	 /* FIXED: start of the current window (ns) */
 	int64_t carry;	 /* LEAKY/TOKEN: remainder of the last leak/refill, in
@@ -82,9 +100,10 @@ struct lt_bucket_decision {
 	bool allowed;
 	int64_t limit;	   /* capacity (GCRA: burst + 1) */
 	int64_t remaining; /* whole tokens that could still be admitted now, after this
-			      decision (floor) */
-	int64_t used;	   /* limit - remaining */
-	int64_t reset_ns;  /* until the bucket is back to its fresh state (0 if it is) */
+			      decision (floor); 0 in debt, never negative */
+	int64_t used;	   /* limit - remaining (at most limit, even in debt) */
+	int64_t reset_ns;  /* until the bucket is back to its fresh state (0 if it is;
+			      longer with debt) */
 	int64_t retry_ns;  /* refused: until this same cost would be admitted; else 0 */
 };
 
@@ -95,11 +114,25 @@ struct lt_bucket_decision {
 enum lt_err lt_bucket_admit(const struct lt_bucket_policy *p, struct lt_bucket_state *st,
 			    int64_t now_ns, int64_t cost, struct lt_bucket_decision *d);
 
-/* Give back `cost` tokens admitted earlier (a request that failed later):
- * LEAKY level and FIXED usage go down (not below 0, and FIXED only within
- * the same window), TOKEN tokens go up (not above capacity), GCRA TAT moves
- * back by cost × T (not before now). */
+/* Give back `cost` tokens admitted or charged earlier (a request that
+ * failed later, or used less than it was admitted with): LEAKY level and
+ * FIXED usage go down (not below 0, and FIXED only within the same window),
+ * TOKEN tokens go up (not above capacity), GCRA TAT moves back by cost × T
+ * (not before now).  From a state in debt the debt is paid off first.  cost
+ * <= 0 changes nothing (not even the leak); a cost above 2 × limit is
+ * 2 × limit (the whole span of the state). */
 void lt_bucket_refund(const struct lt_bucket_policy *p, struct lt_bucket_state *st, int64_t now_ns,
+		      int64_t cost);
+
+/* Force a charge of `cost` tokens at now_ns, never refused (the real use of
+ * a call exceeded what was admitted): LEAKY level += cost, TOKEN tokens -=
+ * cost, FIXED used += cost in the window of now (a charge after the window
+ * of the admission lands in the new window), GCRA TAT += cost × T — each
+ * up to the debt bound above, the excess forgiven.  cost <= 0 changes
+ * nothing (not even the leak).  Exact: charge(c) then refund(c) at the same
+ * now gives back the state advanced to now, unless the bound forgave part
+ * of c. */
+void lt_bucket_charge(const struct lt_bucket_policy *p, struct lt_bucket_state *st, int64_t now_ns,
 		      int64_t cost);
 
 /* The current decision for cost 0 without changing anything (headers of a

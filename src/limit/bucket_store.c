@@ -266,6 +266,64 @@ enum lt_err lt_bucket_refund_all(struct lt_kv *kv, const struct lt_admit_item *i
 	return write_retry(kv, now_ns, refund_body, &r);
 }
 
+/* --- settlement ------------------------------------------------------------ */
+
+struct settle {
+	const struct lt_admit_item *items;
+	const int64_t *actual;
+	const size_t *ord;
+	size_t n;
+	int64_t now_ns;
+};
+
+static int settle_body(MDB_txn *txn, MDB_dbi dbi, void *ctx, bool *commit)
+{
+	const struct settle *s = ctx;
+	for (size_t i = 0; i < s->n; i++) {
+		size_t j = s->ord[i];
+		const struct lt_admit_item *it = &s->items[j];
+		int64_t actual = s->actual[j];
+		struct lt_bucket_state st;
+		struct lt_bucket_decision d;
+		bool found;
+		if (actual == it->cost)
+			continue; /* admitted exactly what was used: untouched */
+		int rc = load(txn, dbi, it->key, &it->policy, s->now_ns, &st, &found);
+		if (rc)
+			return rc;
+		if (actual < it->cost) {
+			if (!found)
+				continue; /* swept: nothing to give back */
+			lt_bucket_refund(&it->policy, &st, s->now_ns, it->cost - actual);
+		} else {
+			/* a missing record is the fresh state, charged */
+			lt_bucket_charge(&it->policy, &st, s->now_ns, actual - it->cost);
+		}
+		lt_bucket_peek(&it->policy, &st, s->now_ns, &d);
+		rc = store(txn, dbi, it->key, it->policy.algo, &st, expiry(s->now_ns, d.reset_ns));
+		if (rc)
+			return rc;
+	}
+	*commit = true;
+	return 0;
+}
+
+enum lt_err lt_bucket_settle_all(struct lt_kv *kv, const struct lt_admit_item *items, size_t n,
+				 const int64_t *actual, int64_t now_ns)
+{
+	size_t ord[LT_ADMIT_MAX];
+	if (!kv || !items || !actual)
+		return LT_EINVAL;
+	enum lt_err e = sort_items(items, n, ord);
+	if (e != LT_OK)
+		return e;
+	for (size_t i = 0; i < n; i++)
+		if (actual[i] < 0)
+			return LT_EINVAL;
+	struct settle s = {items, actual, ord, n, now_ns};
+	return write_retry(kv, now_ns, settle_body, &s);
+}
+
 /* --- peek ------------------------------------------------------------------ */
 
 enum lt_err lt_bucket_store_peek(struct lt_kv *kv, const char *key,

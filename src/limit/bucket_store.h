@@ -1,7 +1,7 @@
 /*
  * bucket_store.h — rate-limit buckets in LMDB (buckets/, the "buckets"
- * database of store/kv.h): atomic multi-bucket admission, refunds, the TTL
- * sweep and read-only peeks.
+ * database of store/kv.h): atomic multi-bucket admission, refunds,
+ * settlement to the real use, the TTL sweep and read-only peeks.
  *
  * One record per bucket key.  Value (48 bytes, native byte order: the file
  * never leaves the machine): struct lt_bucket_state, then the time at which
@@ -14,6 +14,10 @@
  * nothing is written and every item's decision is still filled (so the
  * caller can render headers for the tightest bucket).  Keys are sorted
  * first so concurrent admissions touch pages in the same order.
+ *
+ * Settlement: after the call, lt_bucket_settle_all moves each bucket from
+ * what admission charged to the real use — a refund of the surplus or a
+ * forced charge of the shortfall (bucket.h: "Debt") — in one transaction.
  *
  * MDB_MAP_FULL: the transaction is aborted, expired records are swept, and
  * the admission is tried once more; if the map is still full the result is
@@ -61,6 +65,23 @@ enum lt_err lt_bucket_admit_all(struct lt_kv *kv, struct lt_admit_item *items, s
  * ignored (already swept: nothing to give back). */
 enum lt_err lt_bucket_refund_all(struct lt_kv *kv, const struct lt_admit_item *items, size_t n,
 				 int64_t now_ns);
+
+/* Settle what an earlier successful lt_bucket_admit_all charged (same
+ * items, same costs) to what was really used, actual[i] for items[i], in
+ * ONE write transaction: actual < cost gives the surplus back
+ * (lt_bucket_refund; a missing record is skipped: nothing to give back),
+ * actual > cost force-charges the shortfall (lt_bucket_charge: never
+ * refused, may put the bucket in debt up to one capacity beyond full, the
+ * rest forgiven; a missing record starts from the fresh state), actual ==
+ * cost leaves the record untouched.  Records are written with the
+ * expires_ns of their new state (a debt delays the sweep).  The items'
+ * decision and err fields are neither read nor written.  Returns LT_OK,
+ * LT_EBUSY when the map stays full (after one sweep and one retry, as for
+ * admission), LT_EIO on other LMDB errors, LT_EINVAL for bad arguments
+ * (NULL pointers, n out of range, empty or long or repeated key, invalid
+ * policy, a negative cost or actual) with nothing written. */
+enum lt_err lt_bucket_settle_all(struct lt_kv *kv, const struct lt_admit_item *items, size_t n,
+				 const int64_t *actual, int64_t now_ns);
 
 /* The current decision of one bucket for cost 0, read-only. */
 enum lt_err lt_bucket_store_peek(struct lt_kv *kv, const char *key,

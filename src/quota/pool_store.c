@@ -243,6 +243,38 @@ static enum lt_err load_by_key(sqlite3 *db, const struct lt_pool_key *k, struct 
 	return load_one(st, out);
 }
 
+struct top_ctx {
+	void (*fn)(void *arg, const struct lt_pool_row *row);
+	void *arg;
+};
+
+static enum lt_err top_row(sqlite3_stmt *st, void *arg)
+{
+	struct top_ctx *c = arg;
+	struct lt_pool_row r;
+	enum lt_err e = read_pool(st, &r);
+	if (!e)
+		c->fn(c->arg, &r);
+	return e;
+}
+
+enum lt_err lt_pool_store_top(sqlite3 *db, size_t n,
+			      void (*fn)(void *arg, const struct lt_pool_row *row), void *arg)
+{
+	if (!db || !fn || n < 1 || n > 100)
+		return LT_EINVAL;
+	sqlite3_stmt *st;
+	enum lt_err e = prep(db,
+			     "SELECT " POOL_COLS " FROM pools "
+			     "ORDER BY total - remaining DESC, id LIMIT ?1",
+			     &st);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)n);
+	struct top_ctx c = {fn, arg};
+	return each_row(st, top_row, &c);
+}
+
 static enum lt_err load_by_id(sqlite3 *db, int64_t id, struct lt_pool_row *out)
 {
 	sqlite3_stmt *st;
@@ -490,11 +522,17 @@ static enum lt_err reserve_load(sqlite3 *db, struct lt_reservation *r, struct lo
 	}
 	for (size_t i = 0; i < r->n; i++) {
 		struct lt_reserve_item *it = &r->items[i];
+		it->held = false;
 		enum lt_err e = load_by_key(db, &it->key, &it->out);
+		if (e == LT_ENOTFOUND && it->optional) {
+			it->out.key = it->key; /* skipped: a zero row with its key */
+			continue;
+		}
 		if (e == LT_ENOTFOUND)
 			r->failed = i;
 		if (e)
 			return e;
+		it->held = true;
 		l[i].before = it->out.pool;
 		l[i].reset = lt_pool_roll(&it->out.pool, r->now_ms);
 	}
@@ -509,10 +547,14 @@ static enum lt_err reserve_apply(struct lt_reservation *r)
 	for (size_t i = 0; i < r->n; i++)
 		found[i] = r->items[i].out.pool;
 	for (size_t i = 0; i < r->n; i++) {
+		if (!r->items[i].held)
+			continue;
 		enum lt_err e = lt_pool_reserve(&r->items[i].out.pool, r->items[i].amount);
 		if (e) {
 			for (size_t j = 0; j < r->n; j++)
 				r->items[j].out.pool = found[j];
+			for (size_t j = 0; j < r->n; j++)
+				r->items[j].held = false;
 			r->failed = i;
 			return e;
 		}
@@ -542,6 +584,8 @@ static enum lt_err reserve_write(sqlite3 *db, struct lt_reservation *r, const st
 	enum lt_err e = LT_OK;
 	for (size_t i = 0; !e && i < r->n; i++) {
 		struct lt_reserve_item *it = &r->items[i];
+		if (!it->held)
+			continue;
 		struct move m = {.kind = "reserve",
 				 .reservation = r->id,
 				 .has_amount = true,

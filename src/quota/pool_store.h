@@ -82,13 +82,18 @@ struct lt_pool_change {
 enum lt_err lt_pool_store_change(struct sqlite3 *db, struct lt_pool_change *c);
 
 /* Hold items[i].amount on each pool for reservation `id`, all or none.
- * LT_ENOTFOUND (*failed = the item) when a pool does not exist,
+ * LT_ENOTFOUND (*failed = the item) when a pool that is not optional does
+ * not exist (an optional one is skipped: held = false; when every item is
+ * skipped nothing is written and the reservation does not exist),
  * LT_EDENIED (*failed = the item) when one has not enough available; in
  * both cases nothing is written.  LT_EEXIST if `id` is already in use. */
 struct lt_reserve_item {
 	struct lt_pool_key key;
 	int64_t amount;		/* >= 1 */
+	bool optional;		/* a pool that does not exist is skipped, not LT_ENOTFOUND
+			   (a money budget applies only to owners that have one) */
 	struct lt_pool_row out; /* the pool after (or as found, when refused) */
+	bool held;		/* out: this item holds its amount (false: skipped) */
 };
 struct lt_reservation {
 	char id[40];
@@ -125,6 +130,12 @@ enum lt_err lt_pool_store_release(struct sqlite3 *db, const char *id, int64_t no
 /* Release every open reservation (at start: no call survives a restart);
  * *released counts the reservations.  A writer operation too. */
 enum lt_err lt_pool_store_recover(struct sqlite3 *db, int64_t now_ms, size_t *released);
+
+/* The n (1..100) pools that have spent the most (total − remaining,
+ * reservations included), most first, for the metrics (bounded
+ * cardinality); fn is told of each.  Read-only; a full scan of pools. */
+enum lt_err lt_pool_store_top(struct sqlite3 *db, size_t n,
+			      void (*fn)(void *arg, const struct lt_pool_row *row), void *arg);
 
 /* Verify every pool against its ledger (remaining == sum d_remaining,
  * reserved == sum d_reserved == sum of its open reservations' held,

@@ -3,8 +3,12 @@
  * is read as segments, each a policy (any of the four algorithms, values
  * small, huge or out of bounds), a start time (ordinary, near INT64_MAX,
  * before the epoch) and a run of operations (admit, refund, peek, a policy
- * reloaded under a live state) at times that step forward, jump, or step
- * back.
+ * reloaded under a live state, a forced charge, an admission settled later
+ * to its real use by a refund or a charge) at times that step forward,
+ * jump, or step back.  An operation byte in [0x80, 0xE0) picks one of the
+ * last two (even: a charge, odd: an admission and its settlement); any
+ * other byte one of the first four by op % 8 (the layout the older seeds
+ * were written for: none of them uses that range).
  *
  * Checks, beyond "no crash and no sanitizer report":
  *   - an invalid policy (lt_bucket_policy_check) is LT_EINVAL for admit, and
@@ -18,9 +22,19 @@
  *     one ns earlier the same cost is refused, at retry_ns it passes;
  *   - lt_bucket_expired agrees with reset_ns == 0 and first holds at
  *     now + reset_ns;
+ *   - every state written (admitted, refunded, charged) is in normal form
+ *     and within the debt bound of bucket.h (LEAKY/FIXED level <= 2 ×
+ *     capacity, TOKEN >= -capacity, GCRA TAT <= last + 2 × (burst + 1) × T);
+ *     a bucket in debt peeks remaining 0, used = limit, not expired;
+ *   - a charge is exactly the state advanced to now plus the cost, up to
+ *     that bound (the excess forgiven); when nothing was forgiven a refund
+ *     of the same cost at the same now restores the advanced state bit for
+ *     bit; a charge never raises remaining nor shortens reset_ns; cost <= 0
+ *     changes nothing;
  *   - until the policy is reloaded, what was admitted net of refunds never
  *     exceeds capacity + rate × elapsed (LEAKY, TOKEN from full), capacity
- *     per window (FIXED), burst + 1 + rate × elapsed (GCRA);
+ *     per window (FIXED), burst + 1 + rate × elapsed (GCRA) — forced
+ *     charges only lower what is admitted, so the bound holds with them;
  *   - a shadow state that never sees cost-0 admissions or peeks makes the
  *     same decisions and ends bit-identical while the clock runs forward
  *     (the carried fraction loses nothing).
@@ -201,25 +215,6 @@ static void check_retry(const struct lt_bucket_policy *p, const struct lt_bucket
 	CHECK(lt_bucket_admit(p, &b, now + retry, cost, &d) == LT_OK && d.allowed);
 }
 
-/* expired agrees with reset_ns, and first holds at now + reset_ns. */
-static void check_peek(const struct lt_bucket_policy *p, const struct lt_bucket_state *st,
-		       int64_t now, struct lt_bucket_decision *d)
-{
-	struct lt_bucket_state before = *st;
-	lt_bucket_peek(p, st, now, d);
-	CHECK(memcmp(&before, st, sizeof before) == 0);
-	check_fields(d, now);
-	CHECK(d->allowed);
-	if (now == INT64_MAX)
-		return;
-	bool exp = lt_bucket_expired(p, st, now);
-	CHECK(exp == (d->reset_ns == 0));
-	if (d->reset_ns > 0 && d->reset_ns < dur_max(now)) {
-		CHECK(!lt_bucket_expired(p, st, now + d->reset_ns - 1));
-		CHECK(lt_bucket_expired(p, st, now + d->reset_ns));
-	}
-}
-
 /* The admission bound of the algorithm, from a fresh state at t0. */
 struct account {
 	bool on;
@@ -263,114 +258,357 @@ static void run_invalid(const struct lt_bucket_policy *p, int64_t t)
 	lt_bucket_peek(p, &st, t, &d);
 	check_fields(&d, t);
 	lt_bucket_refund(p, &st, t, 1);
+	lt_bucket_charge(p, &st, t, INT64_MAX);
+	lt_bucket_peek(p, &st, t, &d);
+	check_fields(&d, t);
 	(void)lt_bucket_expired(p, &st, t);
+}
+
+/* One segment: a policy, its live state, a shadow that never sees cost-0
+ * admissions or peeks, the admission account and the clock. */
+struct seg {
+	struct lt_bucket_policy p;
+	struct lt_bucket_state st, shadow;
+	struct account ac;
+	int64_t prev;
+};
+
+/* The next time of the sequence; *forward when it did not step back. */
+static int64_t tick(struct seg *g, struct rd *r, int64_t t, bool *forward)
+{
+	t = next_time(r, t, g->p.period_ns);
+	*forward = t >= g->prev;
+	g->prev = t;
+	if (t > g->ac.tmax)
+		g->ac.tmax = t;
+	return t;
+}
+
+/* After an operation at a time that stepped back the shadow starts over. */
+static void resync(struct seg *g, bool forward)
+{
+	if (!forward)
+		g->shadow = g->st;
+}
+
+/* The state as the functions of bucket.c see it at now: advanced (a cost-0
+ * admission is always admitted and changes nothing but the leak). */
+static struct lt_bucket_state advanced(const struct lt_bucket_policy *p,
+				       const struct lt_bucket_state *st, int64_t now)
+{
+	struct lt_bucket_state s = *st;
+	struct lt_bucket_decision d;
+	CHECK(lt_bucket_admit(p, &s, now, 0, &d) == LT_OK && d.allowed);
+	return s;
+}
+
+static i128 gcra_tat(const struct lt_bucket_state *s, int64_t rate)
+{
+	return (i128)s->level * rate + s->carry;
+}
+
+static i128 gcra_tat_max(int64_t rate)
+{
+	return ((i128)INT64_MAX + 1) * rate - 1;
+}
+
+/* The farthest TAT of a state written at t: t + 2 × (burst + 1) × T. */
+static i128 gcra_debt_max(const struct lt_bucket_policy *p, int64_t t)
+{
+	i128 m = (i128)t * p->rate + 2 * (i128)limit_of(p) * p->period_ns;
+	return m > gcra_tat_max(p->rate) ? gcra_tat_max(p->rate) : m;
+}
+
+/* A state written by bucket.c is in its normal form: at most one capacity
+ * beyond full (the debt bound of bucket.h), never below empty. */
+static void check_bound(const struct lt_bucket_policy *p, const struct lt_bucket_state *st)
+{
+	i128 cap_m = (i128)limit_of(p) * LT_MICRO;
+	CHECK(st->last_ns >= 0);
+	switch (p->algo) {
+	case LT_ALGO_LEAKY:
+		CHECK(st->level >= 0 && st->level <= 2 * cap_m);
+		CHECK(st->carry >= 0 && st->carry < p->period_ns);
+		CHECK(st->level != 0 || st->carry == 0);
+		break;
+	case LT_ALGO_TOKEN:
+		CHECK(st->level >= -cap_m && st->level <= cap_m);
+		CHECK(st->carry >= 0 && st->carry < p->period_ns);
+		CHECK(st->level != cap_m || st->carry == 0);
+		break;
+	case LT_ALGO_FIXED:
+		CHECK(st->level >= 0 && st->level <= 2 * cap_m);
+		CHECK(st->carry == 0 && st->window % p->period_ns == 0);
+		CHECK(st->window <= st->last_ns && st->last_ns - st->window < p->period_ns);
+		break;
+	case LT_ALGO_GCRA:
+		CHECK(st->carry >= 0 && st->carry < p->rate);
+		CHECK(gcra_tat(st, p->rate) >= (i128)st->last_ns * p->rate);
+		CHECK(gcra_tat(st, p->rate) <= gcra_debt_max(p, st->last_ns));
+		break;
+	}
+}
+
+/* Beyond full, as advanced to now. */
+static bool in_debt(const struct lt_bucket_policy *p, const struct lt_bucket_state *adv)
+{
+	i128 cap_m = (i128)limit_of(p) * LT_MICRO;
+	switch (p->algo) {
+	case LT_ALGO_LEAKY:
+	case LT_ALGO_FIXED: return adv->level > cap_m;
+	case LT_ALGO_TOKEN: return adv->level < 0;
+	case LT_ALGO_GCRA:
+		return gcra_tat(adv, p->rate) - (i128)adv->last_ns * p->rate >
+		       (i128)limit_of(p) * p->period_ns;
+	}
+	return false;
+}
+
+/* expired agrees with reset_ns, and first holds at now + reset_ns; a
+ * bucket in debt has nothing left, is used up to its limit (not beyond)
+ * and is not expired. */
+static void check_peek(const struct lt_bucket_policy *p, const struct lt_bucket_state *st,
+		       int64_t now, struct lt_bucket_decision *d)
+{
+	struct lt_bucket_state before = *st;
+	lt_bucket_peek(p, st, now, d);
+	CHECK(memcmp(&before, st, sizeof before) == 0);
+	check_fields(d, now);
+	CHECK(d->allowed);
+	struct lt_bucket_state adv = advanced(p, st, now);
+	if (in_debt(p, &adv)) {
+		CHECK(d->remaining == 0 && d->used == d->limit);
+		CHECK(!lt_bucket_expired(p, st, now));
+	}
+	if (now == INT64_MAX)
+		return;
+	bool exp = lt_bucket_expired(p, st, now);
+	CHECK(exp == (d->reset_ns == 0));
+	if (d->reset_ns > 0 && d->reset_ns < dur_max(now)) {
+		CHECK(!lt_bucket_expired(p, st, now + d->reset_ns - 1));
+		CHECK(lt_bucket_expired(p, st, now + d->reset_ns));
+	}
+}
+
+/* Admit cost at t; returns whether it was admitted. */
+static bool do_admit(struct seg *g, int64_t t, bool forward, int64_t cost)
+{
+	const struct lt_bucket_policy *p = &g->p;
+	struct lt_bucket_decision d, pk;
+	int64_t limit = limit_of(p);
+	struct lt_bucket_state before = g->st;
+	check_peek(p, &g->st, t, &pk);
+	enum lt_err e = lt_bucket_admit(p, &g->st, t, cost, &d);
+	check_fields(&d, t);
+	CHECK(d.limit == limit);
+	CHECK(d.allowed ? d.remaining == pk.remaining - cost : d.remaining == pk.remaining);
+	if (cost < 0)
+		CHECK(e == LT_EINVAL && !d.allowed);
+	else if (cost > limit)
+		CHECK(e == LT_ERANGE && !d.allowed && d.retry_ns == 0);
+	else
+		CHECK(e == LT_OK && d.allowed == (cost <= pk.remaining));
+	if (!d.allowed) {
+		CHECK(memcmp(&before, &g->st, sizeof g->st) == 0);
+		if (e == LT_OK)
+			check_retry(p, &g->st, t, cost, d.retry_ns);
+	} else {
+		if (cost == 0)
+			CHECK(d.reset_ns == pk.reset_ns);
+		check_bound(p, &g->st);
+		account_check(p, &g->st, &g->ac, cost);
+	}
+	if (cost > 0 && e == LT_OK) {
+		struct lt_bucket_decision ds;
+		CHECK(lt_bucket_admit(p, &g->shadow, t, cost, &ds) == LT_OK);
+		if (forward) {
+			CHECK(ds.allowed == d.allowed && ds.remaining == d.remaining &&
+			      ds.reset_ns == d.reset_ns && ds.retry_ns == d.retry_ns);
+			if (d.allowed)
+				CHECK(memcmp(&g->shadow, &g->st, sizeof g->st) == 0);
+		}
+	}
+	return d.allowed;
+}
+
+static void do_refund(struct seg *g, int64_t t, bool forward, int64_t cost)
+{
+	const struct lt_bucket_policy *p = &g->p;
+	struct lt_bucket_decision pk;
+	int64_t limit = limit_of(p);
+	struct lt_bucket_state before = g->st;
+	lt_bucket_refund(p, &g->st, t, cost);
+	lt_bucket_refund(p, &g->shadow, t, cost);
+	if (cost <= 0) {
+		CHECK(memcmp(&before, &g->st, sizeof g->st) == 0);
+	} else {
+		if (forward)
+			CHECK(memcmp(&g->shadow, &g->st, sizeof g->st) == 0);
+		check_bound(p, &g->st);
+		/* a refund gives back at most the whole span, 2 × limit */
+		account_check(p, &g->st, &g->ac, -(cost < 2 * limit ? cost : 2 * limit));
+	}
+	check_peek(p, &g->st, t, &pk);
+}
+
+/*
+ * A forced charge is exactly the state advanced to t plus cost, up to the
+ * debt bound; unless the bound forgave part of it, a refund of the same
+ * cost at the same t gives the advanced state back bit for bit.  It never
+ * counts as an admission: the account bounds what was admitted, and a
+ * charge only lowers that.
+ */
+static void do_charge(struct seg *g, int64_t t, bool forward, int64_t cost)
+{
+	const struct lt_bucket_policy *p = &g->p;
+	struct lt_bucket_decision pk;
+	int64_t limit = limit_of(p);
+	struct lt_bucket_state before = g->st, adv = advanced(p, &g->st, t);
+	lt_bucket_charge(p, &g->st, t, cost);
+	lt_bucket_charge(p, &g->shadow, t, cost);
+	if (cost <= 0) {
+		CHECK(memcmp(&before, &g->st, sizeof g->st) == 0);
+		check_peek(p, &g->st, t, &pk);
+		return;
+	}
+	i128 c = cost < 2 * limit ? cost : 2 * limit;
+	i128 cap_m = (i128)limit * LT_MICRO;
+	bool forgiven = c != cost;
+	struct lt_bucket_state want = adv;
+	switch (p->algo) {
+	case LT_ALGO_LEAKY:
+	case LT_ALGO_FIXED: {
+		i128 v = adv.level + c * LT_MICRO;
+		forgiven |= v > 2 * cap_m;
+		want.level = (int64_t)(v > 2 * cap_m ? 2 * cap_m : v);
+		break;
+	}
+	case LT_ALGO_TOKEN: {
+		i128 v = adv.level - c * LT_MICRO;
+		forgiven |= v < -cap_m;
+		want.level = (int64_t)(v < -cap_m ? -cap_m : v);
+		break;
+	}
+	case LT_ALGO_GCRA: {
+		i128 tat = gcra_tat(&adv, p->rate) + c * p->period_ns;
+		i128 max = gcra_debt_max(p, adv.last_ns);
+		forgiven |= tat > max;
+		if (tat > max)
+			tat = max;
+		want.level = (int64_t)(tat / p->rate);
+		want.carry = (int64_t)(tat % p->rate);
+		break;
+	}
+	}
+	CHECK(memcmp(&want, &g->st, sizeof want) == 0);
+	check_bound(p, &g->st);
+	if (!forgiven) {
+		struct lt_bucket_state back = g->st;
+		lt_bucket_refund(p, &back, t, cost);
+		CHECK(memcmp(&back, &adv, sizeof adv) == 0);
+	}
+	if (forward)
+		CHECK(memcmp(&g->shadow, &g->st, sizeof g->st) == 0);
+	check_peek(p, &g->st, t, &pk);
+	/* a charge never makes room */
+	struct lt_bucket_decision pb;
+	lt_bucket_peek(p, &before, t, &pb);
+	CHECK(pk.remaining <= pb.remaining && pk.reset_ns >= pb.reset_ns);
+}
+
+/* What a forced charge costs: small, about the limit, far beyond it, or
+ * anything (negative, huge). */
+static int64_t read_charge(struct rd *r, int64_t limit)
+{
+	uint8_t sel = u8(r);
+	switch (sel % 4) {
+	case 0: return read_cost(r, limit);
+	case 1: return 1 + u16(r);
+	case 2: return limit * (1 + sel / 4 % 3) + (int64_t)u8(r) - 128;
+	default: return 2 * limit + (sel & 4 ? 1 : -1);
+	}
+}
+
+/* The real use of an admitted cost: the same, less, or more. */
+static int64_t read_actual(struct rd *r, int64_t cost, int64_t limit)
+{
+	uint8_t sel = u8(r);
+	switch (sel % 4) {
+	case 0: return cost;
+	case 1: return cost - u16(r) % (cost + 1);
+	case 2: return cost + 1 + u16(r);
+	default: return cost + limit * (1 + sel / 4 % 4);
+	}
 }
 
 static void run_segment(struct rd *r)
 {
-	struct lt_bucket_policy p;
-	read_policy(r, &p);
+	struct seg g;
+	read_policy(r, &g.p);
 	int64_t t = start_time(r);
 	char why[128];
-	if (lt_bucket_policy_check(&p, why, sizeof why) != LT_OK) {
+	if (lt_bucket_policy_check(&g.p, why, sizeof why) != LT_OK) {
 		CHECK(why[0] != '\0');
-		run_invalid(&p, t);
+		run_invalid(&g.p, t);
 		return;
 	}
 	CHECK(strlen(why) == 0);
 
-	struct lt_bucket_state st, shadow;
-	struct lt_bucket_decision d, pk;
-	lt_bucket_fresh(&p, t, &st);
-	shadow = st;
-	check_peek(&p, &st, t, &pk);
-	CHECK(pk.remaining == fresh_remaining(&p, t) && pk.reset_ns == 0);
+	struct lt_bucket_decision pk;
+	lt_bucket_fresh(&g.p, t, &g.st);
+	g.shadow = g.st;
+	check_peek(&g.p, &g.st, t, &pk);
+	CHECK(pk.remaining == fresh_remaining(&g.p, t) && pk.reset_ns == 0);
 
-	struct account ac = {true, t < 0 ? 0 : t, t < 0 ? 0 : t, 0, st.last_ns / p.period_ns, 0};
-	int64_t prev = t;
+	struct account ac = {true, t < 0 ? 0 : t, t < 0 ? 0 : t, 0, g.st.last_ns / g.p.period_ns,
+			     0};
+	g.ac = ac;
+	g.prev = t;
 	unsigned nops = 1 + u8(r) % 64;
 	for (unsigned i = 0; i < nops && r->n; i++) {
 		uint8_t op = u8(r);
-		t = next_time(r, t, p.period_ns);
-		bool forward = t >= prev;
-		prev = t;
-		if (t > ac.tmax)
-			ac.tmax = t;
-		int64_t limit = limit_of(&p);
-		switch (op % 8) {
-		case 0:
-		case 1:
-		case 2:
-		case 3: { /* admit */
+		bool forward;
+		t = tick(&g, r, t, &forward);
+		int64_t limit = limit_of(&g.p);
+		bool debt_op = op >= 0x80 && op < 0xE0;
+		if (debt_op && (op & 1) == 0) { /* a forced charge */
+			do_charge(&g, t, forward, read_charge(r, limit));
+		} else if (debt_op) { /* admit, then settle to the real use later */
 			int64_t cost = read_cost(r, limit);
-			struct lt_bucket_state before = st;
-			check_peek(&p, &st, t, &pk);
-			enum lt_err e = lt_bucket_admit(&p, &st, t, cost, &d);
-			check_fields(&d, t);
-			CHECK(d.limit == limit);
-			CHECK(d.allowed ? d.remaining == pk.remaining - cost
-					: d.remaining == pk.remaining);
-			if (cost < 0)
-				CHECK(e == LT_EINVAL && !d.allowed);
-			else if (cost > limit)
-				CHECK(e == LT_ERANGE && !d.allowed && d.retry_ns == 0);
-			else
-				CHECK(e == LT_OK && d.allowed == (cost <= pk.remaining));
-			if (!d.allowed) {
-				CHECK(memcmp(&before, &st, sizeof st) == 0);
-				if (e == LT_OK)
-					check_retry(&p, &st, t, cost, d.retry_ns);
-			} else {
-				if (cost == 0)
-					CHECK(d.reset_ns == pk.reset_ns);
-				account_check(&p, &st, &ac, cost);
+			if (do_admit(&g, t, forward, cost)) {
+				resync(&g, forward);
+				int64_t actual = read_actual(r, cost, limit);
+				t = tick(&g, r, t, &forward);
+				if (actual < cost)
+					do_refund(&g, t, forward, cost - actual);
+				else if (actual > cost)
+					do_charge(&g, t, forward, actual - cost);
 			}
-			if (cost > 0 && e == LT_OK) {
-				struct lt_bucket_decision ds;
-				CHECK(lt_bucket_admit(&p, &shadow, t, cost, &ds) == LT_OK);
-				if (forward) {
-					CHECK(ds.allowed == d.allowed &&
-					      ds.remaining == d.remaining &&
-					      ds.reset_ns == d.reset_ns &&
-					      ds.retry_ns == d.retry_ns);
-					if (d.allowed)
-						CHECK(memcmp(&shadow, &st, sizeof st) == 0);
+		} else {
+			switch (op % 8) {
+			case 0:
+			case 1:
+			case 2:
+			case 3: do_admit(&g, t, forward, read_cost(r, limit)); break;
+			case 4:
+			case 5: do_refund(&g, t, forward, read_cost(r, limit)); break;
+			case 6: check_peek(&g.p, &g.st, t, &pk); break;
+			default: { /* the policy reloaded under a live state */
+				struct lt_bucket_policy q;
+				read_policy(r, &q);
+				if (lt_bucket_policy_check(&q, NULL, 0) != LT_OK) {
+					run_invalid(&q, t);
+					break;
 				}
-			}
-			break;
-		}
-		case 4:
-		case 5: { /* refund */
-			int64_t cost = read_cost(r, limit);
-			struct lt_bucket_state before = st;
-			lt_bucket_refund(&p, &st, t, cost);
-			lt_bucket_refund(&p, &shadow, t, cost);
-			if (cost <= 0)
-				CHECK(memcmp(&before, &st, sizeof st) == 0);
-			else if (forward)
-				CHECK(memcmp(&shadow, &st, sizeof st) == 0);
-			if (cost > 0)
-				account_check(&p, &st, &ac, -(cost < limit ? cost : limit));
-			check_peek(&p, &st, t, &pk);
-			break;
-		}
-		case 6: /* peek */ check_peek(&p, &st, t, &pk); break;
-		default: { /* the policy reloaded under a live state */
-			struct lt_bucket_policy q;
-			read_policy(r, &q);
-			if (lt_bucket_policy_check(&q, NULL, 0) != LT_OK) {
-				run_invalid(&q, t);
+				g.p = q;
+				g.ac.on = false;
+				g.shadow = g.st;
+				check_peek(&g.p, &g.st, t, &pk);
 				break;
 			}
-			p = q;
-			ac.on = false;
-			shadow = st;
-			check_peek(&p, &st, t, &pk);
-			break;
+			}
 		}
-		}
-		if (!forward)
-			shadow = st;
+		resync(&g, forward);
 	}
 }
 

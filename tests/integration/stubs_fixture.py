@@ -166,10 +166,11 @@ def model_section(name, **extra):
 
 
 def gateway_config(stub_port, *, providers=None, models=None, extra=None, threads=32,
-                   manual_clock=False):
+                   manual_clock=False, limits=None):
     """The gateway config: openai, gemini, qwen on the stubs with every
     model of MODELS; `providers` / `models` add or override sections
-    ({"brk": {...}} -> [provider.brk]); `extra` merges other sections."""
+    ({"brk": {...}} -> [provider.brk]); `extra` merges other sections;
+    `limits` is the [limits] section (None: the reference defaults)."""
     cfg = {"http": {"threads": threads},
            "log": {"level": "info", "access": True},
            "debug": {"manual_clock": manual_clock}}
@@ -181,6 +182,8 @@ def gateway_config(stub_port, *, providers=None, models=None, extra=None, thread
         cfg.setdefault(f"provider.{name}", {}).update(sec)
     for name, sec in (models or {}).items():
         cfg.setdefault(f"model.{name}", {}).update(sec)
+    if limits:
+        cfg["limits"] = dict(limits)
     for sec, keys in (extra or {}).items():
         cfg.setdefault(sec, {}).update(keys)
     return cfg
@@ -194,9 +197,39 @@ def start_gateway(tmp, stub_port, *, env=None, expect_errors=False, name="gw", *
     return srv.start()
 
 
-def user_token(gw):
-    """A fresh USER's JWT."""
-    return register(gw)[0]["token"]
+# Token buckets large enough never to bind: the /v1 tests check translation,
+# streaming and resilience, not rate limits (test_v1_billing.py does those).
+GENEROUS_LIMITS = {"token_capacity": 1_000_000_000, "token_rate": 1_000_000_000}
+
+# What user_token grants on every provider: /v1 calls are billed against
+# real pools (quota enforcement is on), never short in these tests.
+FUNDS = 1_000_000_000
+
+
+def fund(gw, user_id, tokens=FUNDS, providers=None, money=None):
+    """Grant `tokens` on each provider (default: every [provider.*] of the
+    gateway's config) and, when `money` is given, a money budget ("$", in
+    micro-dollars) to user_id, as the admin."""
+    h = getattr(gw, "_admin_h", None)
+    if h is None:
+        h = gw._admin_h = bearer(admin_token(gw))
+    if providers is None:
+        providers = [k.split(".", 1)[1] for k in gw.config if k.startswith("provider.")]
+    grants = [(p, tokens) for p in providers] + ([("$", money)] if money else [])
+    for p, n in grants:
+        r = gw.post_json("/admin/v1/quotas/grant",
+                         {"userId": user_id, "provider": p, "tokens": n, "reason": "test funds"},
+                         headers=h)
+        assert r.status == 200, r
+
+
+def user_token(gw, tokens=FUNDS):
+    """A fresh USER's JWT, funded with `tokens` on every provider (0: no
+    pools at all)."""
+    me = register(gw)[0]
+    if tokens:
+        fund(gw, me["userId"], tokens)
+    return me["token"]
 
 
 def admin(gw):

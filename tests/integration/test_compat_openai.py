@@ -13,6 +13,7 @@ import time
 from conftest import (ADMIN_PASSWORD, LEAKYD, ROOT, START_DEADLINE, STOP_DEADLINE,
                       assert_no_sanitizer, assert_secrets_not_logged, bearer, clean_env, login,
                       render_config)
+from stubs_fixture import GENEROUS_LIMITS, fund
 
 COMPAT = os.path.join(ROOT, "tests", "compat")
 
@@ -135,6 +136,7 @@ def gateway_config(stubs_port):
     prices = {"price_input": 150000, "price_cached_input": 75000, "price_output": 600000}
     return {
         "debug": {"manual_clock": False},
+        "limits": GENEROUS_LIMITS,
         "provider.openai": {"base_url": f"{stub}/openai/v1", "format": "openai",
                             "retry_attempts": OPENAI_RETRY_ATTEMPTS, "retry_backoff_ms": 1,
                             "retry_max_backoff_ms": 10},
@@ -158,6 +160,7 @@ def test_openai_sdk_against_leakyd(leakyd_factory, tmp_path):
         srv = leakyd_factory(gateway_config(stubs.port),
                              env={"LEAKYD_ADMIN_PASSWORD": ADMIN_PASSWORD})
         admin = login(srv, "admin", ADMIN_PASSWORD)
+        fund(srv, admin["userId"])
         r = srv.post_json("/api/v1/auth/api-keys",
                           {"userId": admin["userId"], "name": "openai-sdk"},
                           headers=bearer(admin["token"]))

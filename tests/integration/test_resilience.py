@@ -13,8 +13,8 @@ import time
 import pytest
 
 from conftest import bearer, metric
-from stubs_fixture import (admin, chat, chat_body, dechunk, sse_events, sse_json, start_gateway,
-                           start_stubs, user_token)
+from stubs_fixture import (GENEROUS_LIMITS, admin, chat, chat_body, dechunk, sse_events,
+                           sse_json, start_gateway, start_stubs, user_token)
 
 CLOCK = "/admin/v1/clock"
 OPENAI_PATH = "/openai/v1/chat/completions"
@@ -69,7 +69,8 @@ def gw(tmp_path_factory, stubs, slow_stubs):
                             "price_output": 2000} for p in PROVIDERS}
     models["gstrm-model"] = {"provider": "gstrm", "upstream": "gemini-2.0-flash"}
     models["slowstream-model"] = {"provider": "slowstream", "upstream": "gpt-4o-mini"}
-    g = start_gateway(tmp_path_factory.mktemp("gw"), stubs.port, providers=providers,
+    g = start_gateway(tmp_path_factory.mktemp("gw"), stubs.port, limits=GENEROUS_LIMITS,
+                      providers=providers,
                       models=models, threads=48, manual_clock=True)
     yield g
     g.stop()
@@ -458,7 +459,7 @@ def test_connect_error_retried_then_502(tmp_path, stubs):
     s.bind(("127.0.0.1", 0))
     dead = s.getsockname()[1]
     s.close()
-    gw2 = start_gateway(tmp_path / "gw", stubs.port, providers={
+    gw2 = start_gateway(tmp_path / "gw", stubs.port, limits=GENEROUS_LIMITS, providers={
         "dead": {"base_url": f"http://127.0.0.1:{dead}/v1", "format": "openai",
                  "retry_attempts": 3, "retry_backoff_ms": 5, "retry_max_backoff_ms": 10}},
         models={"dead-model": {"provider": "dead", "upstream": "gpt-4o-mini"}})

@@ -693,7 +693,12 @@ def test_request_limit_on_token_routes_is_200_per_minute(gw, adm, clean_stubs):
     assert b["waitSeconds"] == wait and b["retryAfterSeconds"] == wait, (b, wait)
     h = rate_headers(r)
     assert (h["name"], h["retry_after"]) == ("requests", wait), h
-    assert quota(gw, u["h"], uid)["remainingTokens"] == 10_000 - 200
+    # every route under /api/v1/tokens/** counts against the same 200, the
+    # quota read included; another client (the admin) is not affected
+    r = quota_resp(gw, u["h"], uid)
+    assert r.status == 429 and r.json()["retryAfterSeconds"] == wait, r
+    assert rate_headers(r)["remaining"] == 0, r.headers
+    assert quota(gw, adm["h"], uid)["remainingTokens"] == 10_000 - 200
     advance(gw, end - now)
     r = consume(gw, u["h"], uid, 1)
     assert r.status == 200, r
@@ -704,14 +709,15 @@ def test_provider_failure_is_502_releases_and_refunds(gw, adm, clean_stubs):
     u = new_user(gw)
     uid = u["userId"]
     grant(gw, adm["h"], 1000, user=uid)
-    before = quota(gw, u["h"], uid)
+    # read as the admin: the user's own reads count against its request limit
+    before = quota(gw, adm["h"], uid)
     clean_stubs.fault(OPENAI_CHAT, count=3, status=500)   # >= retry_attempts (3)
     r = consume(gw, u["h"], uid, 30)
     assert assert_error_body(r, 502, CONSUME)["message"] == "provider call failed"
     h = rate_headers(r)
     assert h["used"] == 0 and h["remaining"] == h["limit"], h
     assert stub_calls(clean_stubs) >= 1
-    q = quota(gw, u["h"], uid)
+    q = quota(gw, adm["h"], uid)
     assert q == before, (q, before)
     assert q["reservedTokens"] == 0
     clean_stubs.clear_faults()

@@ -16,8 +16,9 @@ import pytest
 
 from conftest import (ISO_MS_Z, assert_error_body, assert_secrets_not_logged, bearer, metric,
                       register)
-from stubs_fixture import (GATEWAY_ENV, MODELS, STUB_LABEL, StubServer, admin, ceil4, chat,
-                           chat_body, cost_micros, dechunk, gateway_config, make_ca,
+from stubs_fixture import (GATEWAY_ENV, GENEROUS_LIMITS, MODELS, STUB_LABEL, StubServer, admin,
+                           ceil4, chat, chat_body, cost_micros, dechunk, fund, gateway_config,
+                           make_ca,
                            make_server_cert, sse_events, sse_json, start_gateway, start_stubs,
                            stub_cached, user_token, v1_post)
 
@@ -55,7 +56,7 @@ def stubs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory, stubs):
-    g = start_gateway(tmp_path_factory.mktemp("gw"), stubs.port,
+    g = start_gateway(tmp_path_factory.mktemp("gw"), stubs.port, limits=GENEROUS_LIMITS,
                       env={"TEST_KEY": OPENAI_KEY, "TEST_GEMINI_KEY": GEMINI_KEY},
                       providers={"openai": {"credential": "env:TEST_KEY"},
                                  "gemini": {"credential": "env:TEST_GEMINI_KEY"}},
@@ -508,6 +509,7 @@ def test_v1_unauthenticated(gw, stubs, method, path, body, cred):
 
 def test_api_key_works_on_v1(gw, token):
     me = register(gw)[0]
+    fund(gw, me["userId"])
     r = gw.post_json("/api/v1/auth/api-keys", {"userId": me["userId"], "name": "v1"},
                      headers=bearer(me["token"]))
     assert r.status == 201, r
@@ -539,7 +541,7 @@ def test_credentials_forwarded(gw, stubs, token):
 def test_missing_env_credential(tmp_path, stubs):
     """env:VAR unset: the provider is called without a credential, and the
     admin view says why."""
-    gw2 = start_gateway(tmp_path / "gw", stubs.port,
+    gw2 = start_gateway(tmp_path / "gw", stubs.port, limits=GENEROUS_LIMITS,
                         providers={"openai": {"credential": "env:LEAKY_TEST_UNSET_KEY"}})
     try:
         tok = user_token(gw2)
@@ -759,7 +761,7 @@ def https_checks(leakyd_factory, tmp_path, backing, tls_port, ca, other_ca):
     certificate and never reaches the server.  `backing` is the
     StubServer that ends up serving the requests."""
     base = f"https://localhost:{tls_port}/openai/v1"
-    cfg = gateway_config(backing.port, providers={
+    cfg = gateway_config(backing.port, limits=GENEROUS_LIMITS, providers={
         "tlsok": {"base_url": base, "format": "openai", "ca_file": ca},
         "tlsbad": {"base_url": base, "format": "openai", "ca_file": other_ca},
     }, models={

@@ -7,8 +7,10 @@
  * it passes).  Beyond the per-algorithm tables: the fractional carry, idle
  * buckets returning to fresh, clocks stepping back, cost bounds, refunds,
  * window alignment, values at the edges of int64, the nginx limit_req table
- * for GCRA, the Java reference's defaults, and a property test over seeded
- * random sequences (own xorshift PRNG) bounding what any bucket admits.
+ * for GCRA, the Java reference's defaults, debt (a forced charge beyond
+ * full: refused until paid off, exact retry, its bound, refunds from it,
+ * expiry after it), and a property test over seeded random sequences (own
+ * xorshift PRNG) bounding what any bucket admits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -918,9 +920,11 @@ static void test_huge_values(void **state)
 }
 
 /*
- * A policy reloaded under a live state: an over-full bucket reads as full,
- * a GCRA TAT beyond the new tolerance as the farthest one reachable when it
- * was written — the same at every later now, so reset and retry stay exact.
+ * A policy reloaded under a live state: an over-full bucket reads as a
+ * bucket in debt up to one capacity beyond full (the state cannot tell a
+ * smaller capacity from a forced charge), a GCRA TAT beyond the new debt
+ * bound as the farthest one reachable when it was written — the same at
+ * every later now, so reset and retry stay exact.
  */
 static void test_policy_reload(void **state)
 {
@@ -929,13 +933,20 @@ static void test_policy_reload(void **state)
 	struct lt_bucket_policy p = pol(LT_ALGO_LEAKY, 10, 1, S, 0);
 	lt_bucket_fresh(&p, 0, &st);
 	yes(&p, &st, 0, 10);
-	p.capacity = 4;
+	p.capacity = 4; /* level 10 reads as 8: 4 in debt */
 	struct lt_bucket_decision d = peek(&p, &st, 0);
 	assert_int_equal(d.limit, 4);
 	assert_int_equal(d.remaining, 0);
-	assert_int_equal(d.reset_ns, 4 * S);
-	no(&p, &st, 0, 1, S);
-	yes(&p, &st, S, 1);
+	assert_int_equal(d.used, 4);
+	assert_int_equal(d.reset_ns, 8 * S);
+	no(&p, &st, 0, 1, 5 * S);
+	no(&p, &st, 4 * S, 1, S);
+	yes(&p, &st, 5 * S, 1);
+	/* within the bound the level is kept as it is */
+	p.capacity = 6;
+	lt_bucket_fresh(&p, 0, &st);
+	st.level = 10 * LT_MICRO;
+	assert_int_equal(peek(&p, &st, 0).reset_ns, 10 * S);
 
 	p = pol(LT_ALGO_TOKEN, 10, 1, S, 0);
 	lt_bucket_fresh(&p, 0, &st);
@@ -949,18 +960,21 @@ static void test_policy_reload(void **state)
 	p = pol(LT_ALGO_GCRA, 0, 1, S, 9);
 	lt_bucket_fresh(&p, 0, &st);
 	yes(&p, &st, 0, 10); /* TAT 10 s */
-	p.burst = 1;	     /* the farthest TAT reachable at 0 is now 2 s */
+	p.burst = 1;	     /* the farthest TAT reachable at 0 is now 2 × 2 s */
 	d = peek(&p, &st, 0);
 	assert_int_equal(d.limit, 2);
 	assert_int_equal(d.remaining, 0);
-	assert_int_equal(d.reset_ns, 2 * S);
-	assert_false(lt_bucket_expired(&p, &st, 2 * S - 1));
-	assert_true(lt_bucket_expired(&p, &st, 2 * S));
+	assert_int_equal(d.used, 2);
+	assert_int_equal(d.reset_ns, 4 * S);
+	assert_false(lt_bucket_expired(&p, &st, 4 * S - 1));
+	assert_true(lt_bucket_expired(&p, &st, 4 * S));
 	d = peek(&p, &st, S);
-	assert_int_equal(d.reset_ns, S);
+	assert_int_equal(d.reset_ns, 3 * S);
+	assert_int_equal(d.remaining, 0);
+	d = peek(&p, &st, 3 * S);
 	assert_int_equal(d.remaining, 1);
-	no(&p, &st, 0, 1, S);
-	no(&p, &st, 0, 2, 2 * S);
+	no(&p, &st, 0, 1, 3 * S);
+	no(&p, &st, 0, 2, 4 * S);
 
 	p = pol(LT_ALGO_FIXED, 3, 0, 60 * S, 0);
 	lt_bucket_fresh(&p, 61 * S, &st);
@@ -971,6 +985,250 @@ static void test_policy_reload(void **state)
 	yes(&p, &st, 61 * S, 3);
 	assert_int_equal(st.window, 56 * S);
 	no(&p, &st, 61 * S, 1, 2 * S);
+}
+
+/* A state written by bucket.c is at most one capacity beyond full. */
+static void in_debt_bound(const struct lt_bucket_policy *p, const struct lt_bucket_state *st)
+{
+	__int128 cap_m = (__int128)p->capacity * LT_MICRO;
+	switch (p->algo) {
+	case LT_ALGO_LEAKY:
+	case LT_ALGO_FIXED: assert_true(st->level >= 0 && st->level <= 2 * cap_m); break;
+	case LT_ALGO_TOKEN: assert_true(st->level >= -cap_m && st->level <= cap_m); break;
+	case LT_ALGO_GCRA: {
+		__int128 tat = (__int128)st->level * p->rate + st->carry;
+		__int128 max = (__int128)st->last_ns * p->rate +
+			       2 * (__int128)(p->burst + 1) * p->period_ns;
+		assert_true(st->carry >= 0 && st->carry < p->rate);
+		assert_true(tat >= (__int128)st->last_ns * p->rate && tat <= max);
+		break;
+	}
+	}
+}
+
+/*
+ * Debt, the same numbers for LEAKY, TOKEN and GCRA: capacity 1000 (GCRA
+ * burst 999), 10 tokens/s.  Admit 100 at t = 0, then force a charge of 1500
+ * (the call used 1600): the bucket is 600 beyond full.  A cost of 1 waits
+ * until 601 tokens have leaked or refilled, (1600 - 999) / 10 s = 60.1 s.
+ */
+static void test_debt(void **state)
+{
+	(void)state;
+	static const enum lt_bucket_algo algos[] = {LT_ALGO_LEAKY, LT_ALGO_TOKEN, LT_ALGO_GCRA};
+	for (size_t i = 0; i < sizeof algos / sizeof algos[0]; i++) {
+		enum lt_bucket_algo a = algos[i];
+		struct lt_bucket_policy p = pol(a, 1000, 10, S, 999);
+		struct lt_bucket_state st, st0, c;
+		struct lt_bucket_decision d;
+		lt_bucket_fresh(&p, 0, &st);
+		yes(&p, &st, 0, 100);
+		lt_bucket_charge(&p, &st, 0, 1500);
+		in_debt_bound(&p, &st);
+		switch (a) {
+		case LT_ALGO_LEAKY: assert_int_equal(st.level, 1600 * LT_MICRO); break;
+		case LT_ALGO_TOKEN: assert_int_equal(st.level, -600 * LT_MICRO); break;
+		default: assert_int_equal(st.level, 160 * S); break; /* TAT */
+		}
+		st0 = st;
+		d = peek(&p, &st, 0);
+		assert_int_equal(d.limit, 1000);
+		assert_int_equal(d.remaining, 0);
+		assert_int_equal(d.used, 1000);
+		assert_int_equal(d.reset_ns, 160 * S); /* longer with debt */
+		assert_false(lt_bucket_expired(&p, &st, 160 * S - 1));
+		assert_true(lt_bucket_expired(&p, &st, 160 * S));
+		/* refused while in debt, retry exact (no() checks +-1 ns) */
+		d = no(&p, &st, 0, 1, 60100 * MS);
+		assert_int_equal(d.used, 1000);
+		no(&p, &st, 0, 1000, 160 * S);
+		no(&p, &st, 10 * S, 1, 50100 * MS);
+		c = st;
+		no(&p, &c, 60100 * MS - 1, 1, 1);
+		/* cost 0 still passes, and changes nothing but the leak */
+		d = yes(&p, &st, 0, 0);
+		assert_int_equal(d.remaining, 0);
+		assert_int_equal(d.reset_ns, 160 * S);
+		assert_memory_equal(&st, &st0, sizeof st);
+		/* 60.1 s: exactly one token fits, then none */
+		c = st;
+		d = yes(&p, &c, 60100 * MS, 1);
+		assert_int_equal(d.remaining, 0);
+		assert_int_equal(d.reset_ns, 100 * S);
+		/* 100 s: 1000 leaked, 600 left: remaining 400 */
+		assert_int_equal(peek(&p, &st, 100 * S).remaining, 400);
+		assert_int_equal(peek(&p, &st, 100 * S).reset_ns, 60 * S);
+
+		/* a refund from debt pays the debt off first */
+		c = st;
+		lt_bucket_refund(&p, &c, 0, 300); /* 1300: still 300 beyond full */
+		d = peek(&p, &c, 0);
+		assert_int_equal(d.remaining, 0);
+		assert_int_equal(d.reset_ns, 130 * S);
+		no(&p, &c, 0, 1, 30100 * MS);
+		lt_bucket_refund(&p, &c, 0, 400); /* 900: 100 left */
+		d = peek(&p, &c, 0);
+		assert_int_equal(d.remaining, 100);
+		assert_int_equal(d.used, 900);
+		assert_int_equal(d.reset_ns, 90 * S);
+		yes(&p, &c, 0, 100);
+		lt_bucket_refund(&p, &c, 0, INT64_MAX);
+		assert_true(lt_bucket_expired(&p, &c, 0));
+		/* charge then refund of the same amount: the state advanced to now */
+		c = st;
+		lt_bucket_charge(&p, &c, 5 * S, 250);
+		lt_bucket_refund(&p, &c, 5 * S, 250);
+		struct lt_bucket_state adv = st;
+		yes(&p, &adv, 5 * S, 0);
+		assert_memory_equal(&c, &adv, sizeof c);
+		/* cost <= 0: nothing at all, not even the leak */
+		c = st;
+		lt_bucket_charge(&p, &c, 50 * S, 0);
+		lt_bucket_charge(&p, &c, 50 * S, -7);
+		lt_bucket_charge(&p, &c, 50 * S, INT64_MIN);
+		assert_memory_equal(&c, &st, sizeof c);
+
+		/* the bound: at most one capacity beyond full, the rest forgiven */
+		lt_bucket_fresh(&p, 0, &st);
+		lt_bucket_charge(&p, &st, 0, 1000000);
+		in_debt_bound(&p, &st);
+		switch (a) {
+		case LT_ALGO_LEAKY: assert_int_equal(st.level, 2000 * LT_MICRO); break;
+		case LT_ALGO_TOKEN: assert_int_equal(st.level, -1000 * LT_MICRO); break;
+		default: assert_int_equal(st.level, 200 * S); break;
+		}
+		c = st;
+		lt_bucket_charge(&p, &st, 0, 1);
+		lt_bucket_charge(&p, &st, 0, INT64_MAX);
+		assert_memory_equal(&c, &st, sizeof c);
+		d = peek(&p, &st, 0);
+		assert_int_equal(d.remaining, 0);
+		assert_int_equal(d.used, 1000);
+		assert_int_equal(d.reset_ns, 200 * S);
+		no(&p, &st, 0, 1, 100100 * MS);
+		no(&p, &st, 0, 1000, 200 * S);
+		/* expiry only once the whole debt has leaked: 200 s */
+		assert_false(lt_bucket_expired(&p, &st, 200 * S - 1));
+		assert_true(lt_bucket_expired(&p, &st, 200 * S));
+		/* a refund of the whole span brings it back */
+		c = st;
+		lt_bucket_refund(&p, &c, 0, 2000);
+		assert_true(lt_bucket_expired(&p, &c, 0));
+		/* the bound counts from now: 150 s later 1500 have leaked, and a
+		 * second huge charge fills it back to 2000 */
+		lt_bucket_charge(&p, &st, 150 * S, 1000000);
+		assert_int_equal(peek(&p, &st, 150 * S).reset_ns, 200 * S);
+	}
+}
+
+/* Fixed window: a debt lasts until the end of its window, the new window
+ * starts fresh (the debt is dropped), and a charge after the window of the
+ * admission lands in the window of now. */
+static void test_debt_fixed(void **state)
+{
+	(void)state;
+	struct lt_bucket_policy p = pol(LT_ALGO_FIXED, 1000, 0, 60 * S, 0);
+	struct lt_bucket_state st, c;
+	struct lt_bucket_decision d;
+	lt_bucket_fresh(&p, 61 * S, &st); /* window [60 s, 120 s) */
+	yes(&p, &st, 61 * S, 100);
+	lt_bucket_charge(&p, &st, 62 * S, 1500);
+	assert_int_equal(st.level, 1600 * LT_MICRO);
+	assert_int_equal(st.window, 60 * S);
+	d = peek(&p, &st, 62 * S);
+	assert_int_equal(d.remaining, 0);
+	assert_int_equal(d.used, 1000);
+	assert_int_equal(d.reset_ns, 58 * S);
+	no(&p, &st, 62 * S, 1, 58 * S);
+	no(&p, &st, 62 * S, 1000, 58 * S);
+	yes(&p, &st, 62 * S, 0);
+	assert_false(lt_bucket_expired(&p, &st, 120 * S - 1));
+	/* the next window: the debt is gone */
+	assert_true(lt_bucket_expired(&p, &st, 120 * S));
+	d = peek(&p, &st, 120 * S);
+	assert_int_equal(d.remaining, 1000);
+	c = st;
+	yes(&p, &c, 120 * S, 1000);
+	/* a refund from debt */
+	c = st;
+	lt_bucket_refund(&p, &c, 63 * S, 700);
+	assert_int_equal(c.level, 900 * LT_MICRO);
+	assert_int_equal(peek(&p, &c, 63 * S).remaining, 100);
+	/* the bound: 2 × capacity */
+	c = st;
+	lt_bucket_charge(&p, &c, 63 * S, 1000000);
+	assert_int_equal(c.level, 2000 * LT_MICRO);
+	assert_int_equal(peek(&p, &c, 63 * S).used, 1000);
+	lt_bucket_refund(&p, &c, 63 * S, 1500);
+	assert_int_equal(c.level, 500 * LT_MICRO);
+	/* admitted in [60, 120), settled at 125 s: charged to [120, 180) */
+	lt_bucket_fresh(&p, 61 * S, &st);
+	yes(&p, &st, 61 * S, 100);
+	lt_bucket_charge(&p, &st, 125 * S, 50);
+	assert_int_equal(st.window, 120 * S);
+	assert_int_equal(st.level, 50 * LT_MICRO);
+	assert_int_equal(peek(&p, &st, 125 * S).remaining, 950);
+}
+
+/* Debt at the edges: the largest capacity, a charge of INT64_MAX, a clock
+ * stepped back, a GCRA bound past the end of int64 time. */
+static void test_debt_edges(void **state)
+{
+	(void)state;
+	const int64_t now = INT64_MAX / 2;
+	struct lt_bucket_state st;
+	struct lt_bucket_decision d;
+	for (size_t i = 0; i < 4; i++) {
+		struct lt_bucket_policy p =
+			pol(all_algos[i], TOKENS_MAX, TOKENS_MAX, TEN_YEARS, TOKENS_MAX - 1);
+		lt_bucket_fresh(&p, now, &st);
+		lt_bucket_charge(&p, &st, now, INT64_MAX);
+		in_debt_bound(&p, &st);
+		d = peek(&p, &st, now);
+		assert_int_equal(d.remaining, 0);
+		assert_int_equal(d.used, TOKENS_MAX);
+		switch (all_algos[i]) {
+		case LT_ALGO_LEAKY: assert_int_equal(st.level, 2 * TOKENS_MAX * LT_MICRO); break;
+		case LT_ALGO_TOKEN: assert_int_equal(st.level, -TOKENS_MAX * LT_MICRO); break;
+		case LT_ALGO_FIXED: assert_int_equal(st.level, 2 * TOKENS_MAX * LT_MICRO); break;
+		case LT_ALGO_GCRA: assert_int_equal(st.level, now + 2 * TEN_YEARS); break;
+		}
+		if (all_algos[i] != LT_ALGO_FIXED)
+			assert_int_equal(d.reset_ns, 2 * TEN_YEARS);
+		no(&p, &st, now, 1, -1);
+		no(&p, &st, now, TOKENS_MAX, -1);
+		lt_bucket_refund(&p, &st, now, INT64_MAX);
+		assert_true(lt_bucket_expired(&p, &st, now));
+	}
+	/* GCRA with the longest span: 2 × 140 years from today passes the end
+	 * of int64 time; the TAT stops at the largest representable */
+	const int64_t today = 1700000000 * S;
+	struct lt_bucket_policy g = pol(LT_ALGO_GCRA, 0, 1, TEN_YEARS, 13);
+	lt_bucket_fresh(&g, today, &st);
+	lt_bucket_charge(&g, &st, today, 28);
+	assert_int_equal(st.level, INT64_MAX);
+	assert_int_equal(st.carry, 0);
+	d = peek(&g, &st, today);
+	assert_int_equal(d.remaining, 0);
+	assert_int_equal(d.reset_ns, INT64_MAX - today);
+	d = no(&g, &st, today, 1, -1);
+	assert_int_equal(d.retry_ns, INT64_MAX - today); /* never */
+	/* a charge with the clock stepped back lands at the last update */
+	struct lt_bucket_policy p = pol(LT_ALGO_LEAKY, 10, 1, S, 0);
+	lt_bucket_fresh(&p, 10 * S, &st);
+	yes(&p, &st, 10 * S, 10);
+	lt_bucket_charge(&p, &st, 5 * S, 5);
+	assert_int_equal(st.last_ns, 10 * S);
+	assert_int_equal(st.level, 15 * LT_MICRO);
+	d = no(&p, &st, 5 * S, 1, 11 * S); /* 5 s until 10 s, then 6 s to leak */
+	assert_int_equal(d.reset_ns, 20 * S);
+	/* an invalid policy is clamped, never UB */
+	struct lt_bucket_policy bad = pol(LT_ALGO_TOKEN, -5, 0, 0, -1);
+	lt_bucket_charge(&bad, &st, S, INT64_MAX);
+	lt_bucket_charge(NULL, &st, S, 3);
+	lt_bucket_refund(NULL, &st, S, 3);
+	lt_bucket_peek(&bad, &st, S, &d);
+	fields_ok(&d, S);
 }
 
 /* Greedy demand gets exactly capacity + rate × elapsed, no more, no less. */
@@ -1000,8 +1258,10 @@ static void test_greedy_rate(void **state)
  * Property: seeded random sequences of (time step, cost) never admit more
  * than the algorithm's bound — LEAKY and TOKEN (from full): capacity +
  * rate × elapsed; FIXED: capacity per window; GCRA: burst + 1 + rate ×
- * elapsed — and refused calls never change the state.  Retry is exact,
- * peek agrees with a cost-0 admission, expired agrees with reset_ns.
+ * elapsed — and refused calls never change the state.  Forced charges
+ * (debt) are mixed in: they only lower what is admitted, and leave the
+ * state within the debt bound.  Retry is exact, peek agrees with a cost-0
+ * admission, expired agrees with reset_ns.
  */
 static void test_property(void **state)
 {
@@ -1029,6 +1289,16 @@ static void test_property(void **state)
 				case 4: t -= (int64_t)(r >> 8) % P; break; /* clock steps back */
 				}
 				tmax = t > tmax ? t : tmax;
+				uint64_t k = xorshift(&x);
+				if (k % 8 == 0) {
+					/* a forced charge (the call used more): only ever
+					 * fewer admissions, and the state stays bounded */
+					lt_bucket_charge(
+						&p, &st, t,
+						(int64_t)((k >> 8) % (uint64_t)(3 * limit)));
+					in_debt_bound(&p, &st);
+					continue;
+				}
 				int64_t cost = (int64_t)(xorshift(&x) % (uint64_t)(limit + 2));
 				struct lt_bucket_state before = st;
 				struct lt_bucket_decision d, pk;
@@ -1109,6 +1379,9 @@ int main(void)
 		cmocka_unit_test(test_fixed_alignment),
 		cmocka_unit_test(test_huge_values),
 		cmocka_unit_test(test_policy_reload),
+		cmocka_unit_test(test_debt),
+		cmocka_unit_test(test_debt_fixed),
+		cmocka_unit_test(test_debt_edges),
 		cmocka_unit_test(test_greedy_rate),
 		cmocka_unit_test(test_property),
 	};

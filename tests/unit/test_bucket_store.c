@@ -1,7 +1,9 @@
 /*
  * test_bucket_store.c — src/limit/bucket_store.c on a real LMDB environment
  * in a temporary directory (lt_kv_open): all-or-none admission with every
- * decision filled, LT_ERANGE items, refunds, the TTL sweep (exact, batched,
+ * decision filled, LT_ERANGE items, refunds, settlement to the real use
+ * (refund, forced charge into debt, mixed, missing records, bad arguments
+ * writing nothing, a full map), the TTL sweep (exact, batched,
  * bounded), records of the wrong size or version, argument checks, a full
  * map (expired records swept automatically; live records give LT_EBUSY
  * with nothing damaged) and 8 threads on one bucket under a shared
@@ -513,6 +515,268 @@ static void test_map_full_live(void **state)
 	lt_kv_close(kv);
 }
 
+/* --- settlement ------------------------------------------------------------ */
+
+/* The raw record of key: state (level, last_ns, window, carry), expires_ns,
+ * version; asserts it is there. */
+static void raw_rec(struct lt_kv *kv, const char *key, int64_t rec[6])
+{
+	assert_int_equal(raw_get(kv, key, rec, 6 * sizeof rec[0]), 48);
+}
+
+/* What a peek shows of one bucket. */
+struct shown {
+	int64_t remaining, used, reset_ns;
+};
+
+static struct shown view(struct lt_kv *kv, const char *key, struct lt_bucket_policy p, int64_t now)
+{
+	struct lt_bucket_decision d;
+	assert_int_equal(lt_bucket_store_peek(kv, key, &p, now, &d), LT_OK);
+	struct shown v = {d.remaining, d.used, d.reset_ns};
+	return v;
+}
+
+/* Admitted 600 (prompt + max_tokens) on a 1000-token bucket leaking 10/s;
+ * the call used 200: 400 come back, the record expires 20 s later. */
+static void test_settle_refund(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(1000, 10, SEC);
+	struct lt_admit_item it;
+	int64_t actual = 200, rec[6];
+	bool ok = false;
+	item(&it, "tok", p, 600);
+	assert_int_equal(lt_bucket_admit_all(f->kv, &it, 1, T0, &ok), LT_OK);
+	assert_true(ok);
+	assert_int_equal(remaining(f->kv, "tok", p, T0), 400);
+	assert_int_equal(lt_bucket_settle_all(f->kv, &it, 1, &actual, T0), LT_OK);
+	struct shown v = view(f->kv, "tok", p, T0);
+	assert_int_equal(v.remaining, 800);
+	assert_int_equal(v.used, 200);
+	assert_int_equal(v.reset_ns, 20 * SEC);
+	raw_rec(f->kv, "tok", rec);
+	assert_int_equal(rec[0], 200 * INT64_C(1000000));
+	assert_int_equal(rec[4], T0 + 20 * SEC);
+	/* actual 0: the whole admission comes back (a second settle of the
+	 * same item is the caller's bug, but it only refunds again) */
+	actual = 0;
+	assert_int_equal(lt_bucket_settle_all(f->kv, &it, 1, &actual, T0 + SEC), LT_OK);
+	assert_int_equal(remaining(f->kv, "tok", p, T0 + SEC), 1000);
+	raw_rec(f->kv, "tok", rec);
+	assert_int_equal(rec[4], T0 + SEC); /* fresh: the sweep may take it */
+}
+
+/* Admitted 600, used 1700: 1100 more are charged, the bucket is 700 beyond
+ * full.  Nothing passes until (1700 - 999) / 10 s = 70.1 s; the record
+ * lives until the whole debt has leaked, 170 s. */
+static void test_settle_charge(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(1000, 10, SEC);
+	struct lt_admit_item it;
+	int64_t actual = 1700, rec[6];
+	size_t removed = 99;
+	bool ok = false;
+	item(&it, "tok", p, 600);
+	assert_int_equal(lt_bucket_admit_all(f->kv, &it, 1, T0, &ok), LT_OK);
+	assert_true(ok);
+	assert_int_equal(lt_bucket_settle_all(f->kv, &it, 1, &actual, T0), LT_OK);
+	struct shown v = view(f->kv, "tok", p, T0);
+	assert_int_equal(v.remaining, 0);
+	assert_int_equal(v.used, 1000);
+	assert_int_equal(v.reset_ns, 170 * SEC);
+	raw_rec(f->kv, "tok", rec);
+	assert_int_equal(rec[0], 1700 * INT64_C(1000000));
+	assert_int_equal(rec[4], T0 + 170 * SEC);
+
+	/* refused with the exact wait, nothing written */
+	struct lt_admit_item one;
+	item(&one, "tok", p, 1);
+	assert_int_equal(lt_bucket_admit_all(f->kv, &one, 1, T0, &ok), LT_OK);
+	assert_false(ok);
+	assert_int_equal(one.decision.retry_ns, 70 * SEC + SEC / 10);
+	assert_int_equal(one.decision.remaining, 0);
+	assert_false(admit1(f->kv, "tok", p, 1, T0 + 70 * SEC + SEC / 10 - 1));
+	assert_true(admit1(f->kv, "tok", p, 1, T0 + 70 * SEC + SEC / 10));
+
+	/* the sweep keeps it until the debt has leaked */
+	raw_rec(f->kv, "tok", rec);
+	const int64_t back = T0 + 170 * SEC + SEC / 10; /* 999 + 1 at 70.1 s: 100 s more */
+	assert_int_equal(rec[4], back);
+	assert_int_equal(lt_bucket_sweep(f->kv, back - 1, 0, &removed), LT_OK);
+	assert_int_equal(removed, 0);
+	assert_int_equal(lt_bucket_sweep(f->kv, back, 0, &removed), LT_OK);
+	assert_int_equal(removed, 1);
+
+	/* the debt is bounded at one capacity beyond full, the rest forgiven */
+	item(&it, "big", p, 0);
+	actual = 1000000;
+	assert_int_equal(lt_bucket_settle_all(f->kv, &it, 1, &actual, T0), LT_OK);
+	raw_rec(f->kv, "big", rec);
+	assert_int_equal(rec[0], 2000 * INT64_C(1000000));
+	assert_int_equal(rec[4], T0 + 200 * SEC);
+}
+
+/* Three buckets settled in one call: one refunded, one charged, one
+ * untouched (not rewritten at all), in any order. */
+static void test_settle_mixed(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy lk = leaky(1000, 10, SEC);
+	struct lt_bucket_policy tb = {LT_ALGO_TOKEN, 1000, 10, SEC, 0};
+	struct lt_bucket_policy gc = {LT_ALGO_GCRA, 0, 10, SEC, 999};
+	struct lt_admit_item it[3];
+	int64_t before[6], after[6];
+	bool ok = false;
+	item(&it[0], "org", tb, 500);
+	item(&it[1], "model", gc, 500);
+	item(&it[2], "user", lk, 500);
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 3, T0, &ok), LT_OK);
+	assert_true(ok);
+	raw_rec(f->kv, "user", before);
+
+	/* 10 s later (100 refilled or leaked): org used 1600, model 100 */
+	int64_t actual[3] = {1600, 100, 500};
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0 + 10 * SEC), LT_OK);
+	/* token: 1000 - 500 + 100 - 1100 = -500: 1500 to refill */
+	struct shown v = view(f->kv, "org", tb, T0 + 10 * SEC);
+	assert_int_equal(v.remaining, 0);
+	assert_int_equal(v.used, 1000);
+	assert_int_equal(v.reset_ns, 150 * SEC);
+	int64_t rec[6];
+	raw_rec(f->kv, "org", rec);
+	assert_int_equal(rec[0], -500 * INT64_C(1000000));
+	assert_int_equal(rec[4], T0 + 160 * SEC);
+	/* gcra: TAT 50 s, back 400 × 0.1 s = 10 s: reset 0 at 10 s */
+	v = view(f->kv, "model", gc, T0 + 10 * SEC);
+	assert_int_equal(v.remaining, 1000);
+	assert_int_equal(v.reset_ns, 0);
+	/* equal: the record is exactly as admission wrote it */
+	raw_rec(f->kv, "user", after);
+	assert_memory_equal(before, after, sizeof before);
+	assert_int_equal(remaining(f->kv, "user", lk, T0 + 10 * SEC), 600);
+
+	/* a GCRA charge: TAT 10 s + 1500 × 0.1 s = 160 s */
+	actual[0] = 500;
+	actual[1] = 2000;
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0 + 10 * SEC), LT_OK);
+	raw_rec(f->kv, "model", rec);
+	assert_int_equal(rec[0], T0 + 160 * SEC);
+	assert_int_equal(rec[4], T0 + 160 * SEC);
+	v = view(f->kv, "model", gc, T0 + 10 * SEC);
+	assert_int_equal(v.remaining, 0);
+	assert_int_equal(v.reset_ns, 150 * SEC);
+	assert_false(admit1(f->kv, "model", gc, 1, T0 + 60 * SEC));
+	assert_true(admit1(f->kv, "model", gc, 1, T0 + 60 * SEC + SEC / 10));
+}
+
+/* A record that is gone: a charge starts from the fresh state, a refund
+ * has nothing to give back and creates nothing. */
+static void test_settle_missing(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(1000, 10, SEC);
+	struct lt_bucket_policy tb = {LT_ALGO_TOKEN, 1000, 10, SEC, 0};
+	struct lt_admit_item it[3];
+	int64_t actual[3] = {300, 1200, 0};
+	item(&it[0], "gone-leaky", p, 100);
+	item(&it[1], "gone-token", tb, 100);
+	item(&it[2], "gone-refund", p, 100);
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_OK);
+	assert_int_equal(entries(f->kv), 2);
+	assert_int_equal(raw_get(f->kv, "gone-refund", NULL, 0), 0);
+	assert_int_equal(remaining(f->kv, "gone-leaky", p, T0), 800);
+	struct shown v = view(f->kv, "gone-token", tb, T0);
+	assert_int_equal(v.remaining, 0); /* full 1000 - 1100 = -100 */
+	assert_int_equal(v.reset_ns, 110 * SEC);
+	int64_t rec[6];
+	raw_rec(f->kv, "gone-token", rec);
+	assert_int_equal(rec[0], -100 * INT64_C(1000000));
+	assert_int_equal(rec[4], T0 + 110 * SEC);
+}
+
+/* Bad arguments: LT_EINVAL and nothing written, not even the good items. */
+static void test_settle_bad_arguments(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_bucket_policy p = leaky(1000, 10, SEC);
+	struct lt_admit_item it[LT_ADMIT_MAX + 1];
+	int64_t actual[LT_ADMIT_MAX + 1], before[6], after[6];
+	char key[32];
+	bool ok = false;
+	for (int i = 0; i <= LT_ADMIT_MAX; i++) {
+		snprintf(key, sizeof key, "s%02d", i);
+		item(&it[i], key, p, 10);
+		actual[i] = 500;
+	}
+	assert_int_equal(lt_bucket_admit_all(f->kv, it, 2, T0, &ok), LT_OK);
+	assert_true(ok);
+	raw_rec(f->kv, "s00", before);
+	uint64_t n0 = entries(f->kv);
+
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 0, actual, T0), LT_EINVAL);
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, LT_ADMIT_MAX + 1, actual, T0), LT_EINVAL);
+	assert_int_equal(lt_bucket_settle_all(f->kv, NULL, 1, actual, T0), LT_EINVAL);
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 1, NULL, T0), LT_EINVAL);
+	/* a negative actual in the last item: the first is not settled either */
+	actual[2] = -1;
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_EINVAL);
+	actual[2] = INT64_MIN;
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_EINVAL);
+	actual[2] = 500;
+	it[2].cost = -1;
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_EINVAL);
+	it[2].cost = 10;
+	it[2].policy.period_ns = 0;
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_EINVAL);
+	it[2].policy = p;
+	snprintf(it[2].key, sizeof it[2].key, "s00");
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_EINVAL);
+	it[2].key[0] = '\0';
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_EINVAL);
+	snprintf(it[2].key, sizeof it[2].key, "s02");
+	raw_rec(f->kv, "s00", after);
+	assert_memory_equal(before, after, sizeof before);
+	assert_int_equal(entries(f->kv), n0);
+	assert_int_equal(remaining(f->kv, "s00", p, T0), 990);
+
+	/* the same call, fixed, settles all three (s02 was never admitted: it
+	 * is charged from fresh) */
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, 3, actual, T0), LT_OK);
+	assert_int_equal(remaining(f->kv, "s00", p, T0), 500);
+	assert_int_equal(remaining(f->kv, "s01", p, T0), 500);
+	assert_int_equal(remaining(f->kv, "s02", p, T0), 510);
+	/* the largest batch */
+	assert_int_equal(lt_bucket_settle_all(f->kv, it, LT_ADMIT_MAX, actual, T0), LT_OK);
+	assert_int_equal(entries(f->kv), LT_ADMIT_MAX);
+}
+
+/* A full map: a settlement that needs room sweeps the expired records and
+ * retries once; with live records it is LT_EBUSY and writes nothing. */
+static void test_settle_map_full(void **state)
+{
+	struct fixture *f = *state;
+	struct lt_kv *kv = open_small(f, "small-settle");
+	struct lt_bucket_policy shortp = leaky(1, 1, SEC / 1000);
+	struct lt_bucket_policy p = leaky(1000, 10, SEC);
+	struct lt_admit_item it;
+	int64_t actual = 300;
+
+	int n = fill_map(kv, shortp, T0);
+	assert_true(n > 1000);
+	item(&it, "settle-new", p, 100);
+	assert_int_equal(lt_bucket_settle_all(kv, &it, 1, &actual, T0), LT_EBUSY);
+	assert_int_equal(entries(kv), (uint64_t)n);
+	assert_int_equal(raw_get(kv, "settle-new", NULL, 0), 0);
+	check_filled(kv, shortp, n, T0);
+
+	assert_int_equal(lt_bucket_settle_all(kv, &it, 1, &actual, T0 + SEC), LT_OK);
+	assert_true(entries(kv) < (uint64_t)n);
+	assert_int_equal(remaining(kv, "settle-new", p, T0 + SEC), 800);
+	lt_kv_close(kv);
+}
+
 /* --- concurrency ------------------------------------------------------------ */
 
 #define THREADS 8
@@ -583,6 +847,12 @@ int main(void)
 		T(test_bad_arguments),
 		T(test_map_full_expired),
 		T(test_map_full_live),
+		T(test_settle_refund),
+		T(test_settle_charge),
+		T(test_settle_mixed),
+		T(test_settle_missing),
+		T(test_settle_bad_arguments),
+		T(test_settle_map_full),
 		T(test_concurrent),
 	};
 	/* clang-format on */

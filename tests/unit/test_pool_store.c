@@ -373,6 +373,89 @@ static void test_reserve_all_or_none(void **state)
 
 /* ---- settle and release ---- */
 
+/* An optional item (a money budget) is skipped when its pool does not
+ * exist and held like any other when it does. */
+static void test_reserve_optional(void **state)
+{
+	struct fx *f = *state;
+	struct lt_pool_key k[2] = {mkkey(LT_OWNER_USER, U1, "openai"),
+				   mkkey(LT_OWNER_USER, U1, LT_POOL_MONEY)};
+	assert_int_equal(grant(f->db, &k[0], 100, T0), LT_OK);
+	struct lt_reservation r;
+	mkres(&r, "opt-1", T0, 2, k, (int64_t[]){30, 500});
+	r.items[1].optional = true;
+	assert_int_equal(SP(f->db, lt_pool_store_reserve(f->db, &r)), LT_OK);
+	assert_true(r.items[0].held);
+	assert_false(r.items[1].held);
+	assert_int_equal(get(f->db, &k[0], T0).reserved, 30);
+	assert_int_equal(q64(f->db, "SELECT count(*) FROM pools WHERE provider = '$'"), 0);
+	assert_int_equal(holds_rows(f->db), 1);
+	struct lt_settlement s;
+	mkset(&s, "opt-1", T0 + 1, 1, &k[0], (int64_t[]){20});
+	assert_int_equal(SP(f->db, lt_pool_store_settle(f->db, &s)), LT_OK);
+	assert_int_equal(get(f->db, &k[0], T0 + 1).remaining, 80);
+
+	/* Not optional: the missing pool refuses the whole reservation. */
+	mkres(&r, "opt-2", T0 + 2, 2, k, (int64_t[]){30, 500});
+	assert_int_equal(SP(f->db, lt_pool_store_reserve(f->db, &r)), LT_ENOTFOUND);
+	assert_int_equal(r.failed, 1);
+	assert_int_equal(get(f->db, &k[0], T0 + 2).reserved, 0);
+
+	/* Optional and present but short: refused like any item, nothing held. */
+	assert_int_equal(grant(f->db, &k[1], 100, T0 + 3), LT_OK);
+	mkres(&r, "opt-3", T0 + 3, 2, k, (int64_t[]){30, 500});
+	r.items[1].optional = true;
+	assert_int_equal(SP(f->db, lt_pool_store_reserve(f->db, &r)), LT_EDENIED);
+	assert_int_equal(r.failed, 1);
+	assert_false(r.items[0].held);
+	assert_int_equal(get(f->db, &k[0], T0 + 3).reserved, 0);
+
+	/* Optional and present with enough: both held. */
+	mkres(&r, "opt-4", T0 + 4, 2, k, (int64_t[]){30, 60});
+	r.items[1].optional = true;
+	assert_int_equal(SP(f->db, lt_pool_store_reserve(f->db, &r)), LT_OK);
+	assert_true(r.items[0].held && r.items[1].held);
+	assert_int_equal(get(f->db, &k[1], T0 + 4).reserved, 60);
+	assert_int_equal(holds_rows(f->db), 2);
+	assert_int_equal(check_bad(f->db), 0);
+}
+
+struct top_seen {
+	char provider[8][32];
+	int64_t spent[8];
+	size_t n;
+};
+
+static void top_fn(void *arg, const struct lt_pool_row *row)
+{
+	struct top_seen *t = arg;
+	assert_true(t->n < 8);
+	snprintf(t->provider[t->n], sizeof t->provider[t->n], "%s", row->key.provider);
+	t->spent[t->n++] = row->pool.total - row->pool.remaining;
+}
+
+/* lt_pool_store_top: the pools that spent the most (reservations count),
+ * most first, at most n. */
+static void test_top(void **state)
+{
+	struct fx *f = *state;
+	struct lt_pool_key k[3] = {mkkey(LT_OWNER_USER, U1, "openai"),
+				   mkkey(LT_OWNER_USER, U1, "gemini"),
+				   mkkey(LT_OWNER_USER, U1, "qwen")};
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(grant(f->db, &k[i], 1000, T0), LT_OK);
+	assert_int_equal(reserve1(f->db, "t1", &k[1], 300, T0), LT_OK);
+	assert_int_equal(reserve1(f->db, "t2", &k[2], 100, T0), LT_OK);
+	struct top_seen t = {0};
+	assert_int_equal(lt_pool_store_top(f->db, 2, top_fn, &t), LT_OK);
+	assert_int_equal(t.n, 2);
+	assert_string_equal(t.provider[0], "gemini");
+	assert_int_equal(t.spent[0], 300);
+	assert_string_equal(t.provider[1], "qwen");
+	assert_int_equal(lt_pool_store_top(f->db, 0, top_fn, &t), LT_EINVAL);
+	assert_int_equal(lt_pool_store_top(f->db, 101, top_fn, &t), LT_EINVAL);
+}
+
 static void test_settle(void **state)
 {
 	struct fx *f = *state;
@@ -1136,6 +1219,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_absent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_grant_adjust, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_all_or_none, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve_optional, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_top, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_settle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_settle_several, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
