@@ -262,10 +262,18 @@ static void reload(struct lt_server *srv, const struct overrides *o)
 		lt_log_error(&srv->log, "reload failed, configuration unchanged: %s", err);
 		outcome = "error";
 	} else {
+		/* compare the file with the file: runtime feature overrides are
+		 * not changes of the configuration */
+		struct lt_config *was = malloc(sizeof *was);
 		const struct lt_config *cur = lt_server_config_acquire(srv);
+		if (was) {
+			*was = *cur;
+			lt_server_config_unpin(srv, was);
+		}
 		struct reload_log rl = {srv};
-		size_t n = lt_config_merge_reload(cur, next, log_diff, &rl);
+		size_t n = lt_config_merge_reload(was ? was : cur, next, log_diff, &rl);
 		lt_server_config_release(srv, cur);
+		free(was);
 		if (lt_server_config_install(srv, next)) {
 			lt_log_error(&srv->log, "reload: out of memory");
 			outcome = "error";

@@ -105,6 +105,14 @@ static void state_locked(const struct lt_server *srv, enum lt_feature f,
 	out->effective = feature_value(&srv->config->cfg, f);
 }
 
+void lt_server_config_unpin(struct lt_server *srv, struct lt_config *cfg)
+{
+	pthread_mutex_lock(&srv->cfg_lock);
+	for (unsigned f = 0; f < LT_FEATURE_COUNT; f++)
+		*feature_field(cfg, (enum lt_feature)f) = srv->feature_configured[f];
+	pthread_mutex_unlock(&srv->cfg_lock);
+}
+
 enum lt_err lt_server_config_install(struct lt_server *srv, const struct lt_config *cfg)
 {
 	struct lt_config_snap *s = malloc(sizeof *s);

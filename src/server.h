@@ -141,6 +141,11 @@ struct lt_server {
 const struct lt_config *lt_server_config_acquire(struct lt_server *srv);
 void lt_server_config_release(struct lt_server *srv, const struct lt_config *cfg);
 
+/* Put the configured (file) values of the features back into cfg, a copy
+ * of a snapshot, so a reload compares the file with the file and does not
+ * report an override as a change. */
+void lt_server_config_unpin(struct lt_server *srv, struct lt_config *cfg);
+
 /* Make `cfg` (copied) the current snapshot.  cfg holds what the file says:
  * its [features] values become the configured ones, and the copy installed
  * has the runtime overrides applied. */

@@ -130,18 +130,18 @@ void lt_api_provider_chat(struct lt_req *req)
 {
 	const struct lt_cfg_provider *p = lt_api_provider_param(req);
 	if (!p) {
-		lt_reply_error(req, 400, "unknown provider");
+		lt_spend_reply_early(req, 400, "unknown provider", NULL);
 		return;
 	}
 	const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req->json, "prompt");
 	if (!cJSON_IsString(prompt) || !prompt->valuestring[0]) {
-		lt_reply_error(req, 400, "prompt is required");
+		lt_spend_reply_early(req, 400, "prompt is required", NULL);
 		return;
 	}
 	struct lt_target t;
 	if (!p->default_model[0] || lt_registry_resolve(req->cfg, p->default_model, &t)) {
-		lt_reply_error_h(req, 503, "provider has no default_model configured",
-				 "Retry-After: 1\r\n");
+		lt_spend_reply_early(req, 503, "provider has no default_model configured",
+				     "Retry-After: 1\r\n");
 		return;
 	}
 	/* Billed like /v1 (spend.h): the pool holds prompt + output cap (the
@@ -150,7 +150,7 @@ void lt_api_provider_chat(struct lt_req *req)
 	int64_t est = lt_token_estimate(prompt->valuestring, strlen(prompt->valuestring));
 	int64_t cap = t.context_window - est < t.max_output ? t.context_window - est : t.max_output;
 	if (cap < 1) {
-		lt_reply_error(req, 400, "prompt exceeds the model's context window");
+		lt_spend_reply_early(req, 400, "prompt exceeds the model's context window", NULL);
 		return;
 	}
 	struct lt_spend sp;

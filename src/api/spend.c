@@ -177,6 +177,8 @@ enum lt_err lt_spend_admit(struct lt_req *req, struct lt_spend *sp, bool *allowe
 			if (sp->plan.items[i].err == LT_ERANGE && *item < 0)
 				*item = (int)i;
 		count_decisions(srv, &sp->plan, false);
+		set_headers(req, sp, true); /* nothing charged; no Retry-After: waiting
+					       cannot help */
 		return e;
 	}
 	if (e)
@@ -224,6 +226,20 @@ bool lt_spend_admit_request(struct lt_req *req)
 		return true;
 	lt_spend_reply_limited(req, &sp);
 	return false;
+}
+
+void lt_spend_reply_early(struct lt_req *req, int status, const char *message,
+			  const char *extra_headers)
+{
+	if (lt_spend_admit_request(req))
+		lt_reply_error_h(req, status, message, extra_headers);
+}
+
+void lt_spend_reply_early_openai(struct lt_req *req, int status, const char *type, const char *code,
+				 const char *param, const char *message, const char *extra_headers)
+{
+	if (lt_spend_admit_request(req))
+		lt_reply_openai_error(req, status, type, code, param, message, extra_headers);
 }
 
 void lt_spend_reply_admit_error(struct lt_req *req, enum lt_err e)

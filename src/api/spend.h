@@ -76,6 +76,15 @@ enum lt_err lt_spend_admit(struct lt_req *req, struct lt_spend *sp, bool *allowe
  * 429 body.  *scope is LT_SCOPE_REQUESTS when nothing was planned. */
 void lt_spend_refusal(const struct lt_spend *sp, enum lt_limit_scope *scope, int64_t *retry_ns);
 
+/* Answer an error found before admission on a route that admits itself:
+ * the request still counts against the client's request limit (when that
+ * refuses it, the answer is its 429 instead) and the answer carries the
+ * limit's headers.  The _openai form answers in OpenAI's envelope. */
+void lt_spend_reply_early(struct lt_req *req, int status, const char *message,
+			  const char *extra_headers);
+void lt_spend_reply_early_openai(struct lt_req *req, int status, const char *type, const char *code,
+				 const char *param, const char *message, const char *extra_headers);
+
 /* Answer an lt_spend_admit error on /api/v1: LT_ERANGE 400 "tokens
  * exceed bucket capacity", LT_ETOOBIG 500, anything else 503. */
 void lt_spend_reply_admit_error(struct lt_req *req, enum lt_err e);

@@ -88,19 +88,29 @@ static bool provider_of(const struct lt_req *req, const char *s, char out[32])
 
 /* May the principal act for user_id (and org_id when set)?  Answers 403
  * (or 503) itself when not. */
-static bool may_act(struct lt_req *req, const char *user_id, const char *org_id)
+/* An error answer; `early`: on consume, before its admission, so the
+ * request still counts against the request limit (spend.h). */
+static void answer(struct lt_req *req, bool early, int status, const char *msg, const char *hdr)
+{
+	if (early)
+		lt_spend_reply_early(req, status, msg, hdr);
+	else
+		lt_reply_error_h(req, status, msg, hdr);
+}
+
+static bool may_act(struct lt_req *req, const char *user_id, const char *org_id, bool early)
 {
 	if (is_admin(req))
 		return true;
 	if (user_id && strcmp(user_id, req->principal.user_id) != 0) {
-		lt_reply_error(req, 403, "not allowed to act for another user");
+		answer(req, early, 403, "not allowed to act for another user", NULL);
 		return false;
 	}
 	if (!org_id)
 		return true;
 	struct sqlite3 *db;
 	if (lt_dbpool_acquire(&req->srv->auth.readers, READER_WAIT_MS, &db)) {
-		lt_reply_error_h(req, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
+		answer(req, early, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
 		return false;
 	}
 	struct lt_membership m;
@@ -109,9 +119,9 @@ static bool may_act(struct lt_req *req, const char *user_id, const char *org_id)
 	if (e == LT_OK)
 		return true;
 	if (e == LT_ENOTFOUND)
-		lt_reply_error(req, 403, "not a member of this org");
+		answer(req, early, 403, "not a member of this org", NULL);
 	else
-		lt_reply_error(req, 503, "storage error");
+		answer(req, early, 503, "storage error", NULL);
 	return false;
 }
 
@@ -120,15 +130,15 @@ static bool user_tier(struct lt_req *req, const char *id, char out[LT_TIER_MAX +
 {
 	struct sqlite3 *db;
 	if (lt_dbpool_acquire(&req->srv->auth.readers, READER_WAIT_MS, &db)) {
-		lt_reply_error_h(req, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
+		lt_spend_reply_early(req, 503, "storage busy; retry shortly", "Retry-After: 1\r\n");
 		return false;
 	}
 	struct lt_user u;
 	enum lt_err e = lt_ident_user_by_id(db, id, &u);
 	lt_dbpool_release(&req->srv->auth.readers, db);
 	if (e) {
-		lt_reply_error(req, e == LT_ENOTFOUND ? 404 : 503,
-			       e == LT_ENOTFOUND ? "user not found" : "storage error");
+		lt_spend_reply_early(req, e == LT_ENOTFOUND ? 404 : 503,
+				     e == LT_ENOTFOUND ? "user not found" : "storage error", NULL);
 		return false;
 	}
 	lt_auth_tier(&req->srv->auth.tiers, &u, out);
@@ -215,7 +225,7 @@ static void quota_get(struct lt_req *req, bool org)
 		lt_reply_error(req, 400, "unknown provider");
 		return;
 	}
-	if (!may_act(req, org ? NULL : id, org ? id : NULL))
+	if (!may_act(req, org ? NULL : id, org ? id : NULL, false))
 		return;
 	struct lt_pool_key key = {org ? LT_OWNER_ORG : LT_OWNER_USER, "", ""};
 	memcpy(key.owner_id, id, sizeof key.owner_id);
@@ -295,40 +305,41 @@ static bool consume_parse(struct lt_req *req, struct consume *c)
 	const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "orgId");
 	const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
 	if (!cJSON_IsString(u) || !u->valuestring[0]) {
-		lt_reply_error(req, 400, "userId is required");
+		lt_spend_reply_early(req, 400, "userId is required", NULL);
 		return false;
 	}
 	if (!cJSON_IsString(p) || !p->valuestring[0]) {
-		lt_reply_error(req, 400, "provider is required");
+		lt_spend_reply_early(req, 400, "provider is required", NULL);
 		return false;
 	}
 	if (!cJSON_IsNumber(t) || t->valuedouble < 1 ||
 	    t->valuedouble != (double)(int64_t)t->valuedouble) {
-		lt_reply_error(req, 400, "tokens must be positive");
+		lt_spend_reply_early(req, 400, "tokens must be positive", NULL);
 		return false;
 	}
 	if (t->valuedouble > TOKENS_MAX) {
-		lt_reply_error(req, 400, "tokens must be at most 1000000");
+		lt_spend_reply_early(req, 400, "tokens must be at most 1000000", NULL);
 		return false;
 	}
 	c->tokens = (int64_t)t->valuedouble;
 	if (!uuid_of(u->valuestring, c->user_id)) {
-		lt_reply_error(req, 400, "invalid userId");
+		lt_spend_reply_early(req, 400, "invalid userId", NULL);
 		return false;
 	}
 	c->has_org = o && !cJSON_IsNull(o);
 	if (c->has_org && (!cJSON_IsString(o) || !uuid_of(o->valuestring, c->org_id))) {
-		lt_reply_error(req, 400, "invalid orgId");
+		lt_spend_reply_early(req, 400, "invalid orgId", NULL);
 		return false;
 	}
 	if (!provider_of(req, p->valuestring, c->provider)) {
-		lt_reply_error(req, 400, "unknown provider");
+		lt_spend_reply_early(req, 400, "unknown provider", NULL);
 		return false;
 	}
 	c->prompt = NULL;
 	if (pr && !cJSON_IsNull(pr)) {
 		if (!cJSON_IsString(pr) || strlen(pr->valuestring) > PROMPT_MAX) {
-			lt_reply_error(req, 400, "prompt must be a string of at most 32768 bytes");
+			lt_spend_reply_early(
+				req, 400, "prompt must be a string of at most 32768 bytes", NULL);
 			return false;
 		}
 		c->prompt = pr->valuestring;
@@ -361,7 +372,7 @@ static void consume_body(struct lt_buf *b, bool allowed, const struct lt_limit_p
 void lt_api_tokens_consume(struct lt_req *req)
 {
 	struct consume c;
-	if (!consume_parse(req, &c) || !may_act(req, c.user_id, c.has_org ? c.org_id : NULL))
+	if (!consume_parse(req, &c) || !may_act(req, c.user_id, c.has_org ? c.org_id : NULL, true))
 		return;
 
 	/* admit */

@@ -27,19 +27,25 @@
 #include "util/buf.h"
 #include "util/uuid.h"
 
-static void model_not_found(struct lt_req *req, const char *model)
+/* Errors found before admission on the spending routes still count
+ * against the request limit (spend.h: lt_spend_reply_early). */
+static void model_not_found(struct lt_req *req, const char *model, bool early)
 {
 	char msg[256];
 	snprintf(msg, sizeof msg,
 		 "The model `%.150s` does not exist or you do not have access to it.", model);
-	lt_reply_openai_error(req, 404, "invalid_request_error", "model_not_found", "model", msg,
-			      NULL);
+	if (early)
+		lt_spend_reply_early_openai(req, 404, "invalid_request_error", "model_not_found",
+					    "model", msg, NULL);
+	else
+		lt_reply_openai_error(req, 404, "invalid_request_error", "model_not_found", "model",
+				      msg, NULL);
 }
 
 static void bad_request(struct lt_req *req, const char *param, const char *why)
 {
-	lt_reply_openai_error(req, 400, "invalid_request_error", NULL, param[0] ? param : NULL, why,
-			      NULL);
+	lt_spend_reply_early_openai(req, 400, "invalid_request_error", NULL,
+				    param[0] ? param : NULL, why, NULL);
 }
 
 static void finish(struct lt_req *req, struct lt_chat_result *r)
@@ -71,8 +77,9 @@ static bool payer(struct lt_req *req, struct lt_spend *sp)
 		return true;
 	size_t n = strlen(org);
 	if (n != 36 || !lt_uuid_valid(org, n)) {
-		lt_reply_openai_error(req, 400, "invalid_request_error", "invalid_organization",
-				      NULL, "OpenAI-Organization must be an org id (a UUID)", NULL);
+		lt_spend_reply_early_openai(req, 400, "invalid_request_error",
+					    "invalid_organization", NULL,
+					    "OpenAI-Organization must be an org id (a UUID)", NULL);
 		return false;
 	}
 	for (size_t i = 0; i <= n; i++)
@@ -84,20 +91,21 @@ static bool payer(struct lt_req *req, struct lt_spend *sp)
 		return true;
 	struct sqlite3 *db;
 	if (lt_dbpool_acquire(&req->srv->auth.readers, 2000, &db)) {
-		lt_reply_openai_error(req, 503, "server_error", NULL, NULL,
-				      "storage busy; retry shortly", "Retry-After: 1\r\n");
+		lt_spend_reply_early_openai(req, 503, "server_error", NULL, NULL,
+					    "storage busy; retry shortly", "Retry-After: 1\r\n");
 		return false;
 	}
 	struct lt_membership m;
 	enum lt_err e = lt_ident_member_get(db, sp->owner_id, req->principal.user_id, &m);
 	lt_dbpool_release(&req->srv->auth.readers, db);
 	if (e == LT_ENOTFOUND)
-		lt_reply_openai_error(req, 403, "permission_error", "not_org_member", NULL,
-				      "you are not a member of the organization in "
-				      "OpenAI-Organization",
-				      NULL);
+		lt_spend_reply_early_openai(req, 403, "permission_error", "not_org_member", NULL,
+					    "you are not a member of the organization in "
+					    "OpenAI-Organization",
+					    NULL);
 	else if (e)
-		lt_reply_openai_error(req, 503, "server_error", NULL, NULL, "storage error", NULL);
+		lt_spend_reply_early_openai(req, 503, "server_error", NULL, NULL, "storage error",
+					    NULL);
 	return e == LT_OK;
 }
 
@@ -195,7 +203,7 @@ void lt_api_v1_chat(struct lt_req *req)
 	}
 	struct lt_target t;
 	if (lt_registry_resolve(req->cfg, rq.model, &t)) {
-		model_not_found(req, rq.model);
+		model_not_found(req, rq.model, true);
 		return;
 	}
 	if (t.kind != LT_MODEL_CHAT) {
@@ -221,8 +229,8 @@ void lt_api_v1_chat(struct lt_req *req)
 			 "about %lld%s.",
 			 (long long)t.context_window, (long long)prompt,
 			 asked ? " plus the max_tokens asked for" : "");
-		lt_reply_openai_error(req, 400, "invalid_request_error", "context_length_exceeded",
-				      "messages", msg, NULL);
+		lt_spend_reply_early_openai(req, 400, "invalid_request_error",
+					    "context_length_exceeded", "messages", msg, NULL);
 		return;
 	}
 	int64_t out_cap = asked ? rq.max_tokens : t.max_output;
@@ -247,8 +255,8 @@ void lt_api_v1_chat(struct lt_req *req)
 			t.format == LT_FMT_QWEN ? "max_tokens" : "max_completion_tokens";
 		if (!cJSON_AddNumberToObject(req->json, field, (double)out_cap) ||
 		    lt_chat_req_parse(req->json, &rq, param, sizeof param, why, sizeof why)) {
-			lt_reply_openai_error(req, 500, "server_error", NULL, NULL, "out of memory",
-					      NULL);
+			lt_spend_reply_early_openai(req, 500, "server_error", NULL, NULL,
+						    "out of memory", NULL);
 			return;
 		}
 	}
@@ -302,7 +310,7 @@ void lt_api_v1_embeddings(struct lt_req *req)
 	}
 	struct lt_target t;
 	if (lt_registry_resolve(req->cfg, m->valuestring, &t)) {
-		model_not_found(req, m->valuestring);
+		model_not_found(req, m->valuestring, true);
 		return;
 	}
 	if (t.kind != LT_MODEL_EMBEDDING) {
@@ -380,14 +388,14 @@ void lt_api_v1_model_get(struct lt_req *req)
 	size_t n;
 	char model[LT_CFG_MODEL_NAME_MAX + LT_CFG_PROVIDER_NAME_MAX + 2];
 	if (lt_req_param(req, "model", &v, &n) || n >= sizeof model) {
-		model_not_found(req, "");
+		model_not_found(req, "", false);
 		return;
 	}
 	memcpy(model, v, n);
 	model[n] = '\0';
 	struct lt_target t;
 	if (lt_registry_resolve(req->cfg, model, &t)) {
-		model_not_found(req, model);
+		model_not_found(req, model, false);
 		return;
 	}
 	char stack[512];

@@ -358,8 +358,14 @@ def test_override_survives_reload(leakyd_factory, stubs):
     put(srv, a["h"], "quota-enforcement", {"enabled": False})
     assert consume(srv, u["h"], uid, 10).status == 200
 
-    # a reload of the same file keeps the override
+    # a reload of the same file keeps the override, and does not report it
+    # as a change of the file
     sighup(srv)
+    last = [r["msg"] for r in srv._records_lenient()
+            if r.get("msg", "").startswith("reload: configuration reloaded")][-1]
+    assert last == "reload: configuration reloaded (0 changes)", last
+    assert not any("[features]" in r.get("msg", "") for r in srv._records_lenient()), \
+        "an override was logged as a [features] change"
     f = features(srv, a["h"])
     assert f["quota-enforcement"] == entry("quota-enforcement", False, True, False), f
     assert f["rate-limiting"] == entry("rate-limiting", True, True, None), f
