@@ -534,6 +534,54 @@ def test_provider_failure_releases_everything(gw, stubs, stream):
     assert open_holds(gw, resv) == 0
 
 
+# ---- gw: the reference chat route is billed the same way ----
+
+REF_CHAT = "/api/v1/openai/chat"
+
+
+def test_reference_chat_is_billed(gw, stubs):
+    """POST /api/v1/{provider}/chat holds prompt + the default model's
+    output cap (sent upstream) on the caller's pool and its price on the
+    money budget, then settles both to the usage (ledger reason
+    "reference"); the §6 headers are on the answer."""
+    u = user(gw, money=10**9)
+    prompt = text_of(403, "ref ")
+    est = ceil4(len(prompt))
+    m0 = mark(gw)
+    r = gw.post_json(REF_CHAT, {"prompt": prompt}, headers=u["h"])
+    assert r.status == 200, r
+    msg = r.json()["message"]
+    assert msg and len(msg) % 4 == 0, msg          # the stub: 4 bytes per token
+    used = est + len(msg) // 4
+    tok = wait_settled(gw, u["userId"], "openai", m0)
+    resv = assert_cycle(tok, est + MAX_OUTPUT, used, "reference")
+    money = wait_settled(gw, u["userId"], "$", m0)
+    assert money[0]["reservation"] == resv
+    assert money[0]["amount"] == cost(MODEL, est, MAX_OUTPUT), money
+    assert money[1]["amount"] == cost(MODEL, est, len(msg) // 4), money
+    assert pool_of(gw, u["userId"])["remaining"] == FUNDS - used
+    assert r.header("X-RateLimit-Limit") and r.header("RateLimit-Policy"), r.headers
+
+
+def test_reference_chat_refusals(gw, stubs):
+    """No pool: 402 "insufficient token quota", the stub not called; a
+    provider failure: 502, the reservation released."""
+    u = user(gw, tokens=0)
+    r = gw.post_json(REF_CHAT, {"prompt": "no pool"}, headers=u["h"])
+    assert r.status == 402 and r.json()["message"] == "insufficient token quota", r
+    assert r.header("X-RateLimit-Limit"), r.headers
+    assert stubs.requests() == []
+    u = user(gw)
+    m0 = mark(gw)
+    stubs.fault(OPENAI_CHAT, count=3, status=500)       # >= retry_attempts
+    r = gw.post_json(REF_CHAT, {"prompt": "this call fails"}, headers=u["h"])
+    assert r.status == 502 and r.json()["message"] == "provider call failed", r
+    rows = wait_settled(gw, u["userId"], "openai", m0)
+    assert_cycle(rows, ceil4(len("this call fails")) + MAX_OUTPUT, None, "reference",
+                 closing="release")
+    assert pool_of(gw, u["userId"])["remaining"] == FUNDS
+
+
 # ---- gw: quota refusals ----
 
 def test_no_pool_refused(gw, stubs):
