@@ -34,7 +34,8 @@ LDFLAGS_ALL = -pie -Wl,-z,relro,-z,now $(if $(SANITIZE),-fsanitize=$(SANITIZE)) 
 LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lcivetweb -lbearssl -lpthread -lm $(LDLIBS)
 
 LIB_SRC := $(filter-out src/leakyd.c,$(wildcard src/*.c src/util/*.c src/conf/*.c \
-	src/store/*.c src/http/*.c src/api/*.c src/auth/*.c src/provider/*.c src/stubs/*.c src/limit/*.c src/quota/*.c))
+	src/store/*.c src/http/*.c src/api/*.c src/auth/*.c src/provider/*.c src/stubs/*.c src/limit/*.c src/quota/*.c \
+	src/events/*.c src/saga/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 GEN_SRC := $(B)/gen/schema_sql.c $(B)/gen/openapi_json.c
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(GEN_SRC:.c=.o)

@@ -136,3 +136,83 @@ CREATE TABLE reservations (
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY (id, pool_id)
 ) STRICT, WITHOUT ROWID;
+
+-- migration 4: outbox and consumer offsets
+-- The transactional outbox: every state change others must hear about
+-- (usage settled, quota granted, a saga step, an audit row) inserts its
+-- event here in the same transaction as the change.  The relay thread
+-- appends unpublished rows to the event log (events/) in id order and then
+-- sets published_at; the row id is the event id, so a row appended again
+-- after a crash is recognisable.  AUTOINCREMENT: ids are never reused, even
+-- after published rows are deleted.  Consumers of the log keep the next
+-- offset they will read per topic, advanced in the same transaction as
+-- their effects (exactly once across crashes).
+CREATE TABLE outbox (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	topic        TEXT NOT NULL,
+	key          TEXT NOT NULL DEFAULT '',
+	type         TEXT NOT NULL,
+	payload      TEXT NOT NULL,              -- the event's JSON
+	created_at   INTEGER NOT NULL,
+	published_at INTEGER                     -- NULL until it is in the event log
+) STRICT;
+CREATE INDEX outbox_pending ON outbox(id) WHERE published_at IS NULL;
+
+CREATE TABLE consumer_offsets (
+	consumer    TEXT NOT NULL,
+	topic       TEXT NOT NULL,
+	next_offset INTEGER NOT NULL CHECK (next_offset >= 0),
+	updated_at  INTEGER NOT NULL,
+	PRIMARY KEY (consumer, topic)
+) STRICT, WITHOUT ROWID;
+
+-- migration 5: purchase sagas
+-- A token purchase (API.md §2) is a saga (saga/machine.h): one row with its
+-- state, the steps it has completed (`done`, LT_SAGA_DONE_* bits), the
+-- failed tries of its current step and when the next try is due; and its
+-- step log, one row per step outcome (retries of a step with the same
+-- outcome update that row and count `tries`).  Every state write carries
+-- its outbox event in the same transaction.  (user_id, idempotency_key) is
+-- unique where the key is given, so the same key from the same user names
+-- one saga even when two requests race.  compensate = 1 asks leakyd to
+-- compensate at the saga's next step (admin API, leakyctl saga
+-- compensate); next_attempt_at = 0 asks for a try at the next scheduler
+-- tick (leakyctl saga retry|compensate); leakyd itself always writes a
+-- time there.  version counts state writes (an optimistic check).
+CREATE TABLE sagas (
+	id              TEXT PRIMARY KEY,
+	user_id         TEXT NOT NULL,
+	org_id          TEXT,                     -- NULL: the user's own pool
+	provider        TEXT NOT NULL,
+	tokens          INTEGER NOT NULL CHECK (tokens BETWEEN 1 AND 10000000),
+	amount_micros   INTEGER NOT NULL CHECK (amount_micros >= 0),
+	idempotency_key TEXT,
+	payload_hash    TEXT NOT NULL,            -- BLAKE2b of the request's fields, hex
+	status          TEXT NOT NULL CHECK (status IN ('STARTED', 'PAYMENT_RESERVED',
+	                    'TOKENS_ALLOCATED', 'COMPLETED', 'COMPENSATING', 'FAILED')),
+	done            INTEGER NOT NULL DEFAULT 0 CHECK (done BETWEEN 0 AND 63),
+	payment_id      TEXT,
+	failure_reason  TEXT,
+	attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	next_attempt_at INTEGER NOT NULL DEFAULT 0,
+	compensate      INTEGER NOT NULL DEFAULT 0 CHECK (compensate IN (0, 1)),
+	version         INTEGER NOT NULL DEFAULT 0,
+	created_at      INTEGER NOT NULL,
+	updated_at      INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX sagas_idempotency ON sagas(user_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+CREATE INDEX sagas_by_time ON sagas(created_at);
+CREATE INDEX sagas_by_status ON sagas(status, created_at);
+CREATE INDEX sagas_unfinished ON sagas(updated_at) WHERE status NOT IN ('COMPLETED', 'FAILED');
+
+CREATE TABLE saga_steps (
+	saga_id TEXT NOT NULL REFERENCES sagas(id),
+	seq     INTEGER NOT NULL,                 -- 1, 2, ... per saga
+	name    TEXT NOT NULL,                    -- start, authorize_payment, ... (machine.h)
+	status  TEXT NOT NULL CHECK (status IN ('SUCCEEDED', 'RETRYING', 'FAILED')),
+	at      INTEGER NOT NULL,
+	tries   INTEGER NOT NULL DEFAULT 1 CHECK (tries >= 1),
+	detail  TEXT,
+	PRIMARY KEY (saga_id, seq)
+) STRICT, WITHOUT ROWID;

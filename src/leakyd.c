@@ -27,9 +27,11 @@
 
 #include "api/handlers.h"
 #include "conf/config.h"
+#include "events/evlog.h"
 #include "http/listener.h"
 #include "observe.h"
 #include "quota/pool_store.h"
+#include "saga/runner.h"
 #include "stubs/stubs.h"
 #include "api/spend.h"
 #include "usage_hook.h"
@@ -97,6 +99,55 @@ static void on_group(void *arg, size_t n)
 	struct lt_server *srv = arg;
 	lt_histogram_observe(srv->m.writer_group,
 			     lt_metric_series(&srv->metrics, srv->m.writer_group, NULL), (double)n);
+	lt_relay_kick(&srv->relay); /* the group may have added outbox rows */
+}
+
+/* The event log under <data_dir>/events, recovered. */
+static int open_events(struct lt_server *srv, const struct lt_config *cfg)
+{
+	char path[LT_CFG_STR_MAX + 16], why[256] = "";
+	if (lt_datadir_path(cfg->storage_data_dir, "events", path, sizeof path)) {
+		lt_log_error(&srv->log, "data directory path too long");
+		return EX_CONFIG;
+	}
+	struct lt_evlog_opts o;
+	lt_evlog_opts_default(&o);
+	o.segment_bytes = cfg->events_segment_bytes;
+	o.retention_ms = cfg->events_retention_hours * 3600 * INT64_C(1000);
+	o.retention_bytes = cfg->events_retention_bytes;
+	o.fsync = cfg->events_fsync;
+	struct lt_evlog_recovery rec = {0};
+	enum lt_err e = lt_evlog_open(path, &o, &srv->evlog, &rec, why, sizeof why);
+	if (e) {
+		lt_log_error(&srv->log, "event log %s: %s%s%s", path, lt_strerror(e),
+			     why[0] ? ": " : "", why);
+		return EX_IOERR;
+	}
+	if (rec.truncated_bytes)
+		lt_log_warn(&srv->log,
+			    "event log: cut %llu byte(s) of torn tail from %zu topic(s) (a crash "
+			    "mid-append; nothing acknowledged was lost)",
+			    (unsigned long long)rec.truncated_bytes, rec.truncated_topics);
+	return 0;
+}
+
+/* The relay, once the readers exist (after auth). */
+static int start_relay(struct lt_server *srv, const struct lt_config *cfg)
+{
+	struct lt_relay *r = &srv->relay;
+	r->evlog = srv->evlog;
+	r->writer = &srv->writer;
+	r->readers = &srv->auth.readers;
+	r->clock = &srv->clock;
+	r->log = &srv->log;
+	r->poll_ms = cfg->events_relay_poll_ms;
+	r->batch = (size_t)cfg->events_relay_batch;
+	enum lt_err e = lt_relay_start(r);
+	if (e) {
+		lt_log_error(&srv->log, "event relay: %s", lt_strerror(e));
+		return EX_SOFTWARE;
+	}
+	return 0;
 }
 
 struct recover_op {
@@ -175,6 +226,14 @@ static int open_storage(struct lt_server *srv, const struct lt_config *cfg)
 		lt_log_error(&srv->log, "%s", aerr);
 		return e == LT_ECONFIG ? EX_CONFIG : EX_SOFTWARE;
 	}
+	int rc = open_events(srv, cfg);
+	if (!rc)
+		rc = start_relay(srv, cfg);
+	if (rc)
+		return rc;
+	/* the purchase sagas' workers, resuming what the last run left */
+	if (lt_sagas_start(srv) != LT_OK)
+		return EX_SOFTWARE;
 	atomic_fetch_or(&srv->ready, LT_READY_AUTH);
 	return 0;
 }
@@ -491,13 +550,20 @@ int main(int argc, char **argv)
 		lt_http_stop(&srv);
 	}
 	lt_scheduler_stop(&sched);
+	lt_sagas_stop(&srv); /* after the scheduler (it ticks them), before the relay */
 	if (srv.stubs) {
 		lt_stubs_stop(srv.stubs);
 		srv.stubs = NULL;
 	}
+	/* the last outbox rows, while the writer and the readers still run */
+	lt_relay_stop(&srv.relay);
 	if (atomic_load(&srv.inflight) == 0) /* else handlers may still use it */
 		lt_auth_close(&srv.auth);
 	lt_writer_stop(&srv.writer);
+	if (atomic_load(&srv.inflight) == 0) {
+		lt_evlog_close(srv.evlog);
+		srv.evlog = NULL;
+	}
 	lt_kv_close(srv.kv);
 	srv.kv = NULL;
 	lt_db_close(srv.db);

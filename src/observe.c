@@ -7,6 +7,8 @@
 
 #include "observe.h"
 #include "server.h"
+#include "events/evlog.h"
+#include "events/outbox.h"
 #include "store/kv.h"
 
 static const double duration_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -67,6 +69,23 @@ enum lt_err lt_observe_register(struct lt_server *srv, const char *version)
 	    sizeof group_bounds / sizeof group_bounds[0], group_bounds, 1, &m->writer_group);
 	REG(LT_METRIC_COUNTER, "leaky_config_reloads_total",
 	    "SIGHUP configuration reloads, by outcome.", 1, outcome, 0, NULL, 4, &m->reloads);
+	static const char *const topic[] = {"topic"};
+	REG(LT_METRIC_GAUGE, "leaky_outbox_pending", "Outbox rows not yet in the event log.", 0,
+	    NULL, 0, NULL, 1, &m->outbox_pending);
+	REG(LT_METRIC_GAUGE, "leaky_outbox_oldest_pending_seconds",
+	    "Age of the oldest outbox row not yet in the event log (0 when none).", 0, NULL, 0,
+	    NULL, 1, &m->outbox_oldest_age);
+	REG(LT_METRIC_COUNTER, "leaky_events_published_total",
+	    "Events the relay appended to the event log.", 0, NULL, 0, NULL, 1,
+	    &m->events_published);
+	REG(LT_METRIC_COUNTER, "leaky_relay_failures_total",
+	    "Relay appends or publish marks that failed (retried).", 0, NULL, 0, NULL, 1,
+	    &m->relay_failures);
+	REG(LT_METRIC_GAUGE, "leaky_relay_lag_seconds",
+	    "Commit-to-log delay of the relay's last batch (its oldest row).", 0, NULL, 0, NULL, 1,
+	    &m->relay_lag);
+	REG(LT_METRIC_GAUGE, "leaky_events_end_offset", "Next offset of each event log topic.", 1,
+	    topic, 0, NULL, 64, &m->events_end);
 
 	const char *v[] = {version};
 	lt_gauge_set(lt_metric_series(&srv->metrics, m->build_info, v), 1);
@@ -83,9 +102,49 @@ static double file_size(const char *path)
 	return stat(path, &st) == 0 ? (double)st.st_size : 0.0;
 }
 
+static void observe_topic(void *arg, const struct lt_evlog_topic_stat *st)
+{
+	struct lt_server *srv = arg;
+	const char *l[] = {st->name};
+	lt_gauge_set(lt_metric_series(&srv->metrics, srv->m.events_end, l), (double)st->end);
+}
+
+/* Outbox depth and age (a reader connection), relay counters, topic ends. */
+static void observe_events(struct lt_server *srv)
+{
+	struct lt_server_metrics *m = &srv->m;
+	struct lt_series *c = lt_metric_series(&srv->metrics, m->events_published, NULL);
+	if (c)
+		atomic_store(&c->value, atomic_load(&srv->relay.published));
+	c = lt_metric_series(&srv->metrics, m->relay_failures, NULL);
+	if (c)
+		atomic_store(&c->value, atomic_load(&srv->relay.failures));
+	lt_gauge_set(lt_metric_series(&srv->metrics, m->relay_lag, NULL),
+		     (double)atomic_load(&srv->relay.lag_ms) / 1000.0);
+	if (!lt_server_is_ready(srv))
+		return;
+	if (srv->evlog)
+		(void)lt_evlog_stat(srv->evlog, observe_topic, srv);
+	struct sqlite3 *db;
+	if (lt_dbpool_acquire(&srv->auth.readers, 1000, &db))
+		return;
+	struct lt_outbox_stat os;
+	if (lt_outbox_stat(db, &os) == LT_OK) {
+		int64_t now = lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS;
+		lt_gauge_set(lt_metric_series(&srv->metrics, m->outbox_pending, NULL),
+			     (double)os.pending);
+		lt_gauge_set(lt_metric_series(&srv->metrics, m->outbox_oldest_age, NULL),
+			     os.pending && now > os.oldest_pending_ms
+				     ? (double)(now - os.oldest_pending_ms) / 1000.0
+				     : 0.0);
+	}
+	lt_dbpool_release(&srv->auth.readers, db);
+}
+
 void lt_observe_collect(struct lt_server *srv)
 {
 	struct lt_server_metrics *m = &srv->m;
+	observe_events(srv);
 	if (srv->providers.log) {
 		const struct lt_config *cfg = lt_server_config_acquire(srv);
 		lt_registry_observe(&srv->providers, cfg);

@@ -5,6 +5,9 @@
 #include <time.h>
 
 #include "conf/config.h"
+#include "saga/runner.h"
+#include "events/evlog.h"
+#include "events/outbox.h"
 #include "scheduler.h"
 #include "server.h"
 #include "store/db.h"
@@ -12,6 +15,35 @@
 
 #define TICK_MS 100
 #define READER_CHECK_MS 10000
+#define EVENTS_MAINT_MS 60000
+#define OUTBOX_PRUNE_MAX 10000
+
+struct prune_op {
+	int64_t before_ms;
+	int64_t n;
+};
+
+static enum lt_err op_prune(struct sqlite3 *db, void *arg)
+{
+	struct prune_op *p = arg;
+	return lt_outbox_prune(db, p->before_ms, OUTBOX_PRUNE_MAX, &p->n);
+}
+
+/* Event log retention and the outbox rows already in the log. */
+static void events_maintenance(struct lt_server *srv, const struct lt_config *cfg)
+{
+	int64_t now_ms = lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS;
+	size_t removed = 0;
+	if (srv->evlog && lt_evlog_retain(srv->evlog, now_ms, &removed) == LT_OK && removed)
+		lt_log_info(&srv->log, "scheduler: event log retention removed %zu segment(s)",
+			    removed);
+	if (!lt_server_is_ready(srv))
+		return;
+	struct prune_op p = {now_ms - cfg->events_outbox_retention_hours * 3600 * INT64_C(1000), 0};
+	if (lt_writer_run(&srv->writer, op_prune, &p) == LT_OK && p.n)
+		lt_log_debug(&srv->log, "scheduler: pruned %lld published outbox row(s)",
+			     (long long)p.n);
+}
 
 static void *sched_main(void *arg)
 {
@@ -25,6 +57,7 @@ static void *sched_main(void *arg)
 		lt_log_error(&srv->log, "scheduler: no checkpoint connection: %s", err);
 	lt_server_config_release(srv, cfg);
 	int64_t last_sync = lt_clock_mono_ns(), last_readers = last_sync, last_ckpt = last_sync;
+	int64_t last_events = last_sync;
 
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
@@ -65,6 +98,12 @@ static void *sched_main(void *arg)
 					     done, logf);
 			last_ckpt = now;
 		}
+		if (now - last_events >= EVENTS_MAINT_MS * LT_NS_PER_MS) {
+			events_maintenance(srv, cfg);
+			last_events = now;
+		}
+		/* saga recovery: paces itself ([saga] recovery_interval_ms) */
+		lt_sagas_tick(srv, lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS);
 		lt_server_config_release(srv, cfg);
 		pthread_mutex_lock(&s->lock);
 	}

@@ -30,6 +30,8 @@ static const struct {
 				      offsetof(struct lt_config, features_rate_limiting)},
 	[LT_FEATURE_QUOTA_ENFORCEMENT] = {"quota-enforcement", "quota_enforcement",
 					  offsetof(struct lt_config, features_quota_enforcement)},
+	[LT_FEATURE_SAGA_PURCHASES] = {"saga-purchases", "saga_purchases",
+				       offsetof(struct lt_config, features_saga_purchases)},
 };
 
 static bool *feature_field(struct lt_config *cfg, enum lt_feature f)

@@ -36,6 +36,7 @@
 
 #include "auth/auth.h"
 #include "conf/config.h"
+#include "events/relay.h"
 #include "provider/registry.h"
 #include "store/writer.h"
 #include "util/clock.h"
@@ -60,7 +61,12 @@ enum {
 	(LT_READY_STORAGE | LT_READY_MIGRATED | LT_READY_BUCKETS | LT_READY_WRITER | LT_READY_AUTH)
 
 /* The [features] switches that can be overridden at runtime.  Append-only. */
-enum lt_feature { LT_FEATURE_RATE_LIMITING, LT_FEATURE_QUOTA_ENFORCEMENT, LT_FEATURE_COUNT };
+enum lt_feature {
+	LT_FEATURE_RATE_LIMITING,
+	LT_FEATURE_QUOTA_ENFORCEMENT,
+	LT_FEATURE_SAGA_PURCHASES,
+	LT_FEATURE_COUNT
+};
 
 /* One feature as the admin API shows it. */
 struct lt_feature_state {
@@ -101,6 +107,13 @@ struct lt_server_metrics {
 	struct lt_metric_family *limit_decisions;    /* scope, outcome */
 	struct lt_metric_family *quota_reservations; /* outcome */
 	struct lt_metric_family *quota_unbilled;     /* provider */
+	/* outbox, relay, event log (observe.c, at scrape) */
+	struct lt_metric_family *outbox_pending;
+	struct lt_metric_family *outbox_oldest_age;
+	struct lt_metric_family *events_published;
+	struct lt_metric_family *relay_failures;
+	struct lt_metric_family *relay_lag;
+	struct lt_metric_family *events_end; /* topic */
 };
 
 struct lt_server {
@@ -126,6 +139,9 @@ struct lt_server {
 	struct lt_auth auth;	      /* valid once LT_READY_AUTH is set */
 	struct lt_registry providers; /* provider state and the resilient call */
 	struct lt_stubs *stubs;	      /* the built-in stubs, NULL when off */
+	struct lt_evlog *evlog;	      /* the event log (events/log.h) */
+	struct lt_relay relay;	      /* outbox → event log (events/relay.h) */
+	struct lt_sagas *sagas;	      /* purchase sagas (saga/runner.h), NULL until started */
 
 	atomic_uint ready;
 	atomic_int inflight;

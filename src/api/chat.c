@@ -261,6 +261,7 @@ void lt_chat_run(struct lt_req *req, const struct lt_chat_call *call, struct lt_
 	rec.latency_ns = end - res.started_ns;
 	lt_call_result_free(&res);
 	lt_usage_emit(srv, &rec);
+	out->usage = rec;
 }
 
 void lt_chat_result_free(struct lt_chat_result *out)

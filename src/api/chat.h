@@ -47,6 +47,7 @@ struct lt_chat_result {
 	char message[512];
 	int64_t retry_after_s; /* -1 if none */
 	struct lt_tokens tokens;
+	struct lt_usage_record usage; /* the call's usage record (as emitted) */
 };
 
 void lt_chat_run(struct lt_req *req, const struct lt_chat_call *call, struct lt_chat_result *out);
@@ -56,13 +57,13 @@ void lt_chat_result_free(struct lt_chat_result *out);
  * provider's default_model, answered in the reference stubs' shape
  * {id, provider, received, created, message} (*out, owned by the caller).
  * max_tokens > 0 caps the output (sent upstream).  *used (may be NULL)
- * gets the call's usage, also when it failed after producing output.  On
+ * gets the call's usage record, also when it failed.  On
  * failure *status / *message / *retry_after_s (-1: none) say what to
  * answer on /api/v1. */
 struct cJSON;
 enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *p,
 			      const char *prompt, const struct cJSON *received, int64_t max_tokens,
-			      struct cJSON **out, struct lt_tokens *used, int *status,
+			      struct cJSON **out, struct lt_usage_record *used, int *status,
 			      const char **message, int64_t *retry_after_s);
 
 /* The provider named by the route's {provider} parameter, or NULL. */

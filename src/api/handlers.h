@@ -35,6 +35,13 @@ void lt_api_provider_chat(struct lt_req *req);
 void lt_api_admin_providers(struct lt_req *req);
 void lt_api_admin_prices(struct lt_req *req);
 void lt_api_admin_features_list(struct lt_req *req);
+void lt_api_purchase_create(struct lt_req *req);
+void lt_api_purchase_get(struct lt_req *req);
+void lt_api_admin_saga_list(struct lt_req *req);
+void lt_api_admin_saga_get(struct lt_req *req);
+void lt_api_admin_saga_retry(struct lt_req *req);
+void lt_api_admin_saga_compensate(struct lt_req *req);
+void lt_api_admin_events(struct lt_req *req);
 void lt_api_admin_feature_set(struct lt_req *req);
 void lt_api_admin_provider_reset(struct lt_req *req);
 

@@ -25,10 +25,10 @@
 
 enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *p,
 			      const char *prompt, const cJSON *received, int64_t max_tokens,
-			      cJSON **out, struct lt_tokens *used, int *status,
+			      cJSON **out, struct lt_usage_record *used, int *status,
 			      const char **message, int64_t *retry_after_s)
 {
-	static const struct lt_tokens none;
+	static const struct lt_usage_record none;
 	if (used)
 		*used = none;
 	*out = NULL;
@@ -79,7 +79,7 @@ enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *
 	free(body);
 	cJSON_Delete(chat);
 	if (used)
-		*used = r.tokens;
+		*used = r.usage;
 	if (r.status != 200) {
 		*message = r.status == 504   ? "provider call timed out"
 			   : r.status == 503 ? "provider unavailable"
@@ -165,7 +165,7 @@ void lt_api_provider_chat(struct lt_req *req)
 	sp.bucket_tokens = est;
 	sp.pool_tokens = est + cap;
 	sp.money_micros = lt_cost_micros(&t.price, &worst);
-	sp.reason = "reference";
+	sp.reason = sp.endpoint = "reference";
 	bool allowed;
 	int item;
 	enum lt_err e = lt_spend_admit(req, &sp, &allowed, &item);
@@ -185,21 +185,21 @@ void lt_api_provider_chat(struct lt_req *req)
 		return;
 	}
 	cJSON *out;
-	struct lt_tokens used;
+	struct lt_usage_record used;
 	int status;
 	const char *msg;
 	int64_t retry;
 	e = lt_reference_call(req, p, prompt->valuestring, req->json, cap, &out, &used, &status,
 			      &msg, &retry);
 	if (e) {
-		lt_spend_release(req, &sp, "provider call failed");
+		lt_spend_release(req, &sp, "provider call failed", &used);
 		char hdr[64] = "";
 		if (retry >= 0)
 			snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)retry);
 		lt_reply_error_h(req, status, msg, hdr[0] ? hdr : NULL);
 		return;
 	}
-	lt_spend_settle(req, &sp, used.input + used.output, lt_cost_micros(&t.price, &used));
+	lt_spend_settle(req, &sp, &used);
 	lt_reply_cjson(req, 200, out, NULL);
 	cJSON_Delete(out);
 }

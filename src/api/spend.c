@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "api/spend.h"
+#include "events/outbox.h"
+#include "events/usage_event.h"
 #include "http/request.h"
 #include "limit/bucket_store.h"
 #include "limit/headers.h"
@@ -144,6 +146,9 @@ static void refund(struct lt_req *req, struct lt_spend *sp)
 	set_headers(req, sp, true);
 }
 
+/* A refusal's usage event (below). */
+static void refusal_event(struct lt_req *req, const struct lt_spend *sp, const char *reason);
+
 /* ---- admission ---- */
 
 enum lt_err lt_spend_admit(struct lt_req *req, struct lt_spend *sp, bool *allowed, int *item)
@@ -179,6 +184,7 @@ enum lt_err lt_spend_admit(struct lt_req *req, struct lt_spend *sp, bool *allowe
 		count_decisions(srv, &sp->plan, false);
 		set_headers(req, sp, true); /* nothing charged; no Retry-After: waiting
 					       cannot help */
+		refusal_event(req, sp, "request_too_large");
 		return e;
 	}
 	if (e)
@@ -186,6 +192,8 @@ enum lt_err lt_spend_admit(struct lt_req *req, struct lt_spend *sp, bool *allowe
 	count_decisions(srv, &sp->plan, *allowed);
 	sp->admitted = *allowed;
 	set_headers(req, sp, *allowed);
+	if (!*allowed)
+		refusal_event(req, sp, "rate_limited");
 	return LT_OK;
 }
 
@@ -303,11 +311,6 @@ static enum lt_err op_reserve(struct sqlite3 *db, void *arg)
 	return lt_pool_store_reserve(db, arg);
 }
 
-static enum lt_err op_settle(struct sqlite3 *db, void *arg)
-{
-	return lt_pool_store_settle(db, arg);
-}
-
 struct release_op {
 	const char *id;
 	int64_t now_ms;
@@ -357,19 +360,110 @@ enum lt_err lt_spend_reserve(struct lt_req *req, struct lt_spend *sp)
 			: e == LT_EDENIED ? (sp->money_refused ? "money_denied" : "denied")
 					  : "error");
 	refund(req, sp);
+	if (e == LT_ENOTFOUND || e == LT_EDENIED)
+		refusal_event(req, sp, "insufficient_quota");
 	return e;
 }
 
-void lt_spend_settle(struct lt_req *req, struct lt_spend *sp, int64_t tokens, int64_t money_micros)
+/* ---- usage events ---- */
+
+/* The event of this spend: from rec when there was a call, else from the
+ * admission alone. */
+static void event_of(const struct lt_req *req, const struct lt_spend *sp,
+		     const struct lt_usage_record *rec, bool allowed, const char *reason,
+		     struct lt_usage_event *ev)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->time_ms = lt_clock_now_ns(&req->srv->clock) / LT_NS_PER_MS;
+	ev->correlation_id = req->correlation_id;
+	ev->user_id = sp->user_id;
+	ev->org_id = sp->owner_kind == LT_OWNER_ORG ? sp->owner_id : NULL;
+	ev->key_id = req->principal.via_api_key ? req->principal.key_id : NULL;
+	ev->provider = sp->provider;
+	ev->model = sp->model;
+	ev->endpoint = sp->endpoint ? sp->endpoint : sp->reason;
+	ev->allowed = allowed;
+	ev->reason = reason;
+	ev->requested_tokens = sp->pool_tokens;
+	ev->latency_ms = (lt_clock_mono_ns() - req->t0_mono) / LT_NS_PER_MS;
+	if (rec) {
+		ev->outcome = rec->attempts || rec->outcome != LT_OUTCOME_OK
+				      ? lt_outcome_name(rec->outcome)
+				      : NULL;
+		ev->stream = rec->stream;
+		ev->estimated = rec->tokens_estimated;
+		if (allowed && !reason) {
+			ev->tokens = rec->tokens;
+			ev->cost_micros = rec->cost_micros;
+		}
+	}
+}
+
+/* The settle or release (or nothing) and the event, in one transaction. */
+struct event_op {
+	struct lt_settlement *settle; /* or NULL */
+	struct release_op *release;   /* or NULL */
+	const char *key, *payload;
+	int64_t now_ms;
+};
+
+static enum lt_err op_event(struct sqlite3 *db, void *arg)
+{
+	struct event_op *o = arg;
+	enum lt_err e = LT_OK;
+	if (o->settle)
+		e = lt_pool_store_settle(db, o->settle);
+	else if (o->release)
+		e = op_release(db, o->release);
+	if (!e)
+		e = lt_outbox_add(db, LT_TOPIC_USAGE, o->key, LT_USAGE_EVENT_TYPE, o->payload,
+				  o->now_ms, NULL);
+	return e;
+}
+
+/* Run op with ev as its payload. */
+static enum lt_err run_event(struct lt_req *req, struct event_op *op,
+			     const struct lt_usage_event *ev)
+{
+	char stack[1024];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, 64 * 1024);
+	lt_usage_event_json(ev, &b);
+	op->key = ev->user_id;
+	op->payload = b.data;
+	op->now_ms = ev->time_ms;
+	enum lt_err e = b.err ? b.err : lt_writer_run(&req->srv->writer, op_event, op);
+	lt_buf_release(&b);
+	return e;
+}
+
+/* A refusal's event, alone in its transaction. */
+static void refusal_event(struct lt_req *req, const struct lt_spend *sp, const char *reason)
+{
+	struct lt_usage_event ev;
+	event_of(req, sp, NULL, false, reason, &ev);
+	struct event_op op = {0};
+	enum lt_err e = run_event(req, &op, &ev);
+	if (e)
+		lt_log_error(&req->srv->log, "spend: the usage event of a refusal was lost: %s",
+			     lt_strerror(e));
+}
+
+void lt_spend_settle(struct lt_req *req, struct lt_spend *sp, const struct lt_usage_record *rec)
 {
 	struct lt_server *srv = req->srv;
+	int64_t tokens = rec->tokens.input + rec->tokens.output;
+	int64_t money_micros = rec->cost_micros;
 	if (tokens < 0)
 		tokens = 0;
 	if (money_micros < 0)
 		money_micros = 0;
+	struct lt_usage_event ev;
+	event_of(req, sp, rec, true, NULL, &ev);
+	struct lt_settlement s;
+	memset(&s, 0, sizeof s);
+	struct event_op op = {0};
 	if (sp->reserved) {
-		struct lt_settlement s;
-		memset(&s, 0, sizeof s);
 		memcpy(s.id, sp->resv.id, sizeof s.id);
 		for (size_t i = 0; i < sp->resv.n; i++) {
 			if (!sp->resv.items[i].held)
@@ -379,28 +473,27 @@ void lt_spend_settle(struct lt_req *req, struct lt_spend *sp, int64_t tokens, in
 				strcmp(s.keys[s.n].provider, LT_POOL_MONEY) ? tokens : money_micros;
 			s.n++;
 		}
-		s.now_ms = lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS;
+		s.now_ms = ev.time_ms;
 		s.note = sp->resv.note;
-		enum lt_err e = lt_writer_run(&srv->writer, op_settle, &s);
-		if (e) {
-			lt_log_error(&srv->log, "spend: settling reservation %s failed: %s",
-				     sp->resv.id, lt_strerror(e));
-			count_resv(srv, "error");
-		} else {
-			count_resv(srv, "settled");
-			for (size_t i = 0; i < s.n; i++) {
-				if (!s.unbilled[i])
-					continue;
-				const char *l[] = {s.keys[i].provider};
-				lt_counter_add(
-					lt_metric_series(&srv->metrics, srv->m.quota_unbilled, l),
-					(uint64_t)s.unbilled[i]);
-				lt_log_warn(&srv->log,
-					    "spend: reservation %s used %lld more than pool %s/%s "
-					    "could pay",
-					    sp->resv.id, (long long)s.unbilled[i],
-					    s.keys[i].owner_id, s.keys[i].provider);
-			}
+		op.settle = &s;
+	}
+	enum lt_err e = run_event(req, &op, &ev);
+	if (e)
+		lt_log_error(&srv->log, "spend: settling reservation %s failed: %s",
+			     sp->reserved ? sp->resv.id : "(none)", lt_strerror(e));
+	if (sp->reserved) {
+		count_resv(srv, e ? "error" : "settled");
+		for (size_t i = 0; !e && i < s.n; i++) {
+			if (!s.unbilled[i])
+				continue;
+			const char *l[] = {s.keys[i].provider};
+			lt_counter_add(lt_metric_series(&srv->metrics, srv->m.quota_unbilled, l),
+				       (uint64_t)s.unbilled[i]);
+			lt_log_warn(
+				&srv->log,
+				"spend: reservation %s used %lld more than pool %s/%s could pay",
+				sp->resv.id, (long long)s.unbilled[i], s.keys[i].owner_id,
+				s.keys[i].provider);
 		}
 		sp->reserved = false;
 	}
@@ -417,8 +510,8 @@ void lt_spend_settle(struct lt_req *req, struct lt_spend *sp, int64_t tokens, in
 	}
 	if (differs) {
 		int64_t now = lt_clock_now_ns(&srv->clock);
-		enum lt_err e = lt_bucket_settle_all(srv->kv, sp->plan.items, sp->plan.n, actual,
-						     now < sp->now_ns ? sp->now_ns : now);
+		e = lt_bucket_settle_all(srv->kv, sp->plan.items, sp->plan.n, actual,
+					 now < sp->now_ns ? sp->now_ns : now);
 		if (e)
 			lt_log_error(&srv->log, "spend: settling %zu buckets failed: %s",
 				     sp->plan.n, lt_strerror(e));
@@ -426,17 +519,22 @@ void lt_spend_settle(struct lt_req *req, struct lt_spend *sp, int64_t tokens, in
 	sp->admitted = false;
 }
 
-void lt_spend_release(struct lt_req *req, struct lt_spend *sp, const char *why)
+void lt_spend_release(struct lt_req *req, struct lt_spend *sp, const char *why,
+		      const struct lt_usage_record *rec)
 {
 	struct lt_server *srv = req->srv;
+	struct lt_usage_event ev;
+	event_of(req, sp, rec, true, "provider_failed", &ev);
+	struct release_op rel = {
+		sp->resv.id, ev.time_ms, {req->principal.user_id, why, req->correlation_id}};
+	struct event_op op = {0};
+	if (sp->reserved)
+		op.release = &rel;
+	enum lt_err e = run_event(req, &op, &ev);
+	if (e)
+		lt_log_error(&srv->log, "spend: releasing reservation %s failed: %s",
+			     sp->reserved ? sp->resv.id : "(none)", lt_strerror(e));
 	if (sp->reserved) {
-		struct release_op rel = {sp->resv.id,
-					 lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS,
-					 {req->principal.user_id, why, req->correlation_id}};
-		enum lt_err e = lt_writer_run(&srv->writer, op_release, &rel);
-		if (e)
-			lt_log_error(&srv->log, "spend: releasing reservation %s failed: %s",
-				     sp->resv.id, lt_strerror(e));
 		count_resv(srv, e ? "error" : "released");
 		sp->reserved = false;
 	}

@@ -25,6 +25,10 @@
  * Feature flags: with rate-limiting off the plan is empty (no buckets, no
  * headers); with quota-enforcement off nothing is reserved or settled.
  *
+ * Events: every request that reaches admission leaves exactly one
+ * token-usage event in the outbox, in the same transaction as its settle
+ * or release, or alone for a refusal (events/usage_event.h).
+ *
  * Metrics: leaky_ratelimit_decisions_total{scope,outcome} per admission
  * item, leaky_quota_reservations_total{outcome}, leaky_quota_unbilled_total.
  *
@@ -37,6 +41,7 @@
 #include <stdint.h>
 
 #include "limit/policy.h"
+#include "provider/usage.h"
 #include "quota/pool_store.h"
 
 struct lt_req;
@@ -55,6 +60,7 @@ struct lt_spend {
 	int64_t money_micros;  /* held on the money budget, if the owner has one; 0: none */
 	bool openai;	       /* /v1 header style (x-ratelimit-*) */
 	const char *reason;    /* ledger reason: "consume", "chat", "embeddings" */
+	const char *endpoint;  /* the usage event's endpoint (static) */
 
 	/* state */
 	struct lt_limit_plan plan;
@@ -102,15 +108,25 @@ void lt_spend_reply_limited(struct lt_req *req, const struct lt_spend *sp);
  * the store failed. */
 enum lt_err lt_spend_reserve(struct lt_req *req, struct lt_spend *sp);
 
-/* The call is over and used `tokens` (input + output) costing
- * `money_micros`: settle the reservation to that and bring the token
- * buckets from what admission charged to `tokens`.  Errors are logged,
- * never answered (the reply is already decided). */
-void lt_spend_settle(struct lt_req *req, struct lt_spend *sp, int64_t tokens, int64_t money_micros);
+/* The call is over; rec is its usage record (tokens by kind, exact cost,
+ * outcome, latency).  In one writer transaction: settle the reservation to
+ * rec's input + output tokens and cost, and write the token-usage event
+ * (events/usage_event.h) to the outbox; then bring the token buckets from
+ * what admission charged to the real use.  With quota enforcement off only
+ * the event is written.  Errors are logged, never answered. */
+void lt_spend_settle(struct lt_req *req, struct lt_spend *sp, const struct lt_usage_record *rec);
 
 /* The call failed before using anything: release the reservation and
- * refund the buckets (headers re-rendered).  `why` goes to the ledger. */
-void lt_spend_release(struct lt_req *req, struct lt_spend *sp, const char *why);
+ * write its usage event (allowed, reason "provider_failed", rec's outcome
+ * when rec is not NULL) in one transaction, and refund the buckets
+ * (headers re-rendered).  `why` goes to the ledger. */
+void lt_spend_release(struct lt_req *req, struct lt_spend *sp, const char *why,
+		      const struct lt_usage_record *rec);
+
+/* Refusals write their usage event themselves (allowed false):
+ * lt_spend_admit when a bucket refuses ("rate_limited") or a cost can
+ * never fit ("request_too_large"), lt_spend_reserve when the quota is
+ * short or missing ("insufficient_quota"). */
 
 /* The request limit alone, for a route that does not admit itself (the
  * dispatcher calls it after authentication): client key from the

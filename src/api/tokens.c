@@ -393,7 +393,7 @@ void lt_api_tokens_consume(struct lt_req *req)
 	sp.org_id = c.has_org ? c.org_id : NULL;
 	memcpy(sp.provider, c.provider, sizeof sp.provider);
 	sp.bucket_tokens = sp.pool_tokens = c.tokens;
-	sp.reason = "consume";
+	sp.reason = sp.endpoint = "consume";
 	bool allowed;
 	int item;
 	enum lt_err e = lt_spend_admit(req, &sp, &allowed, &item);
@@ -435,9 +435,10 @@ void lt_api_tokens_consume(struct lt_req *req)
 	int status;
 	const char *msg;
 	int64_t retry;
-	if (lt_reference_call(req, p, c.prompt ? c.prompt : prompt, req->json, 0, &resp, NULL,
+	struct lt_usage_record used;
+	if (lt_reference_call(req, p, c.prompt ? c.prompt : prompt, req->json, 0, &resp, &used,
 			      &status, &msg, &retry)) {
-		lt_spend_release(req, &sp, "provider call failed");
+		lt_spend_release(req, &sp, "provider call failed", &used);
 		/* 503 (circuit open, bulkhead full) and 504 keep their status and
 		 * Retry-After (API.md §0); anything else is 502. */
 		char hdr[64] = "";
@@ -451,7 +452,10 @@ void lt_api_tokens_consume(struct lt_req *req)
 
 	/* settle exactly what was asked: consume spends `tokens`, whatever
 	 * the reference call itself used */
-	lt_spend_settle(req, &sp, c.tokens, 0);
+	used.tokens = (struct lt_tokens){.input = c.tokens};
+	used.cost_micros = 0;
+	used.tokens_estimated = false;
+	lt_spend_settle(req, &sp, &used);
 	consume_body(&body, true, &sp.plan, now_ms, 0);
 	char *pr = cJSON_PrintUnformatted(resp);
 	lt_buf_puts(&body, ",\"providerResponse\":");

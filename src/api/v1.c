@@ -169,15 +169,13 @@ static bool admit(struct lt_req *req, struct lt_spend *sp)
 
 /* The call is over: bill what it used, or give everything back when it
  * failed before producing anything. */
-static void bill(struct lt_req *req, struct lt_spend *sp, const struct lt_target *t,
-		 const struct lt_chat_result *r)
+static void bill(struct lt_req *req, struct lt_spend *sp, const struct lt_chat_result *r)
 {
 	if (r->status != 200 && !r->replied) {
-		lt_spend_release(req, sp, "provider call failed");
+		lt_spend_release(req, sp, "provider call failed", &r->usage);
 		return;
 	}
-	int64_t used = r->tokens.input + r->tokens.output;
-	lt_spend_settle(req, sp, used, lt_cost_micros(&t->price, &r->tokens));
+	lt_spend_settle(req, sp, &r->usage);
 }
 
 static void spend_init(struct lt_spend *sp, const struct lt_target *t, const char *reason)
@@ -186,7 +184,7 @@ static void spend_init(struct lt_spend *sp, const struct lt_target *t, const cha
 	snprintf(sp->provider, sizeof sp->provider, "%s", t->provider->name);
 	sp->model = t->model ? t->model->name : NULL;
 	sp->openai = true;
-	sp->reason = reason;
+	sp->reason = sp->endpoint = reason;
 }
 
 void lt_api_v1_chat(struct lt_req *req)
@@ -292,7 +290,7 @@ void lt_api_v1_chat(struct lt_req *req)
 	struct lt_chat_result r;
 	lt_chat_run(req, &call, &r);
 	free(body);
-	bill(req, &sp, &t, &r);
+	bill(req, &sp, &r);
 	finish(req, &r);
 }
 
@@ -349,7 +347,7 @@ void lt_api_v1_embeddings(struct lt_req *req)
 	struct lt_chat_result r;
 	lt_chat_run(req, &call, &r);
 	free(body);
-	bill(req, &sp, &t, &r);
+	bill(req, &sp, &r);
 	finish(req, &r);
 }
 

@@ -9,6 +9,11 @@
 #include <string.h>
 
 #include "auth/identity_store.h"
+#include "events/outbox.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/json.h"
+#include "util/timefmt.h"
 
 static const char *const role_names[] = {"USER", "ORG_ADMIN", "ADMIN"};
 
@@ -663,6 +668,11 @@ bool lt_ident_valid_tier(const char *s)
 
 /* ---- audit ---- */
 
+/* The row and its "audit" event (events/outbox.h), in the caller's
+ * transaction: key = target (empty when longer than an event key may be),
+ * type = action, payload {id, at, actor, action, target, detail} with the
+ * detail object itself (a detail that is not a JSON object goes as a
+ * string, so the payload is always JSON). */
 enum lt_err lt_ident_audit(sqlite3 *db, int64_t at_ms, const char *actor, const char *action,
 			   const char *target, const char *detail_json)
 {
@@ -675,7 +685,38 @@ enum lt_err lt_ident_audit(sqlite3 *db, int64_t at_ms, const char *actor, const 
 	if (e)
 		return e;
 	sqlite3_bind_int64(st, 5, at_ms);
-	return exec_changes(db, st, NULL);
+	if ((e = exec_changes(db, st, NULL)))
+		return e;
+	int64_t id = sqlite3_last_insert_rowid(db);
+	char stack[1024], iso[LT_ISO_LEN], type[LT_EV_TYPE_MAX + 1];
+	struct lt_buf b;
+	lt_buf_init(&b, stack, sizeof stack, LT_EV_PAYLOAD_MAX);
+	lt_time_iso(at_ms * LT_NS_PER_MS, iso);
+	lt_buf_printf(&b, "{\"id\":%lld,\"at\":\"%s\"", (long long)id, iso);
+	const char *const field[] = {"actor", "action", "target"};
+	for (size_t i = 0; i < 3; i++) {
+		lt_buf_printf(&b, ",\"%s\":", field[i]);
+		if (a[i])
+			lt_buf_put_json_str(&b, a[i], strlen(a[i]));
+		else
+			lt_buf_puts(&b, "null");
+	}
+	lt_buf_puts(&b, ",\"detail\":");
+	cJSON *d = NULL;
+	size_t n = detail_json ? strlen(detail_json) : 0, pos;
+	if (!n)
+		lt_buf_puts(&b, "null");
+	else if (lt_json_parse(detail_json, n, &d, &pos) == LT_OK && cJSON_IsObject(d))
+		lt_buf_append(&b, detail_json, n);
+	else
+		lt_buf_put_json_str(&b, detail_json, n);
+	cJSON_Delete(d);
+	lt_buf_putc(&b, '}');
+	snprintf(type, sizeof type, "%s", action ? action : "");
+	const char *key = target && strlen(target) <= LT_EV_KEY_MAX ? target : "";
+	e = b.err ? b.err : lt_outbox_add(db, LT_TOPIC_AUDIT, key, type, b.data, at_ms, NULL);
+	lt_buf_release(&b);
+	return e;
 }
 
 static bool audit_list_row(sqlite3_stmt *st, const struct rows *cb)

@@ -82,6 +82,16 @@ int lt_cmd_quota_show(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_quota_grant(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_quota_adjust(struct lt_cli *cli, int argc, char **argv);
 
+/* ---- the event log (cmd_events.c) ----
+ *
+ * tail, show and stat open DATA_DIR/events read-only; stat and replay
+ * also open leaky.db (outbox, consumer_offsets).  replay sets a
+ * consumer's next offset in one BEGIN IMMEDIATE transaction. */
+int lt_cmd_events_tail(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_events_show(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_events_stat(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_events_replay(struct lt_cli *cli, int argc, char **argv);
+
 /* Helpers shared by the identity commands (cmd_user.c).  Each int-returning
  * helper returns 0 or a sysexits.h code after printing
  * "leakyctl CMD: message" on stderr. */

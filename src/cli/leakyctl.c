@@ -8,6 +8,7 @@
 #include <sysexits.h>
 
 #include "cli/cli.h"
+#include "cli/cmd_saga.h"
 
 static const struct lt_cli_cmd commands[] = {
 	{"init", "", "create the data directory, leaky.db (migrated) and the bucket store",
@@ -61,6 +62,21 @@ static const struct lt_cli_cmd commands[] = {
 	 "grant tokens (or micro-dollars) to a pool, creating it if missing", lt_cmd_quota_grant},
 	{"quota adjust", "(--user USERNAME | --org ORG) PROVIDER DELTA --reason TEXT",
 	 "add to or take from a pool; never below zero", lt_cmd_quota_adjust},
+	{"events tail", "--topic T [--from OFFSET] [--limit N] [--follow]",
+	 "print events as JSON lines (the last 10 without --from)", lt_cmd_events_tail},
+	{"events show", "--topic T OFFSET", "print one event, its payload indented",
+	 lt_cmd_events_show},
+	{"events stat", "[--json]", "topics, outbox depth and age, consumer offsets and lag",
+	 lt_cmd_events_stat},
+	{"events replay", "--consumer NAME --topic T --from OFFSET",
+	 "set a consumer's next offset so it re-applies from there", lt_cmd_events_replay},
+	{"saga list", "[--status S] [--limit N] [--json]",
+	 "list the token purchase sagas, newest first", lt_cmd_saga_list},
+	{"saga show", "ID [--json]", "show a purchase saga and its steps", lt_cmd_saga_show},
+	{"saga retry", "ID", "mark an unfinished saga for a try at leakyd's next tick",
+	 lt_cmd_saga_retry},
+	{"saga compensate", "ID", "mark an unfinished saga for compensation at leakyd's next tick",
+	 lt_cmd_saga_compensate},
 	{"help", "", "list the commands", lt_cmd_help},
 	{NULL, NULL, NULL, NULL},
 };

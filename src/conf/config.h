@@ -135,6 +135,25 @@ struct lt_config {
 	/* [features] */
 	bool features_rate_limiting;
 	bool features_quota_enforcement;
+	bool features_saga_purchases;
+	/* [events]: see events/log.h, events/relay.h */
+	int64_t events_segment_bytes;
+	int64_t events_retention_hours; /* 0 = forever */
+	int64_t events_retention_bytes; /* per topic; 0 = no limit */
+	bool events_fsync;
+	int64_t events_relay_poll_ms;
+	int64_t events_relay_batch;
+	int64_t events_outbox_retention_hours;
+	/* [payment]: the payment service the purchase saga calls */
+	char payment_base_url[LT_CFG_STR_MAX];
+	int64_t payment_timeout_ms;
+	int64_t payment_price_per_1m_tokens; /* micro-dollars */
+	/* [saga]: see saga/orchestrator.h */
+	int64_t saga_wait_ms;
+	int64_t saga_workers;
+	int64_t saga_recovery_interval_ms;
+	int64_t saga_recovery_idle_ms;
+	int64_t saga_retry_max_ms;
 	/* [log] */
 	int64_t log_level; /* enum lt_log_level */
 	bool log_access;

@@ -71,6 +71,7 @@ int lt_err_http_status(enum lt_err err)
 	case LT_EIO:
 	case LT_ESCHEMA:
 	case LT_ECORRUPT:
+	case LT_EAGAIN:
 	case LT_ECONFIG: return 500;
 	}
 	return 500;

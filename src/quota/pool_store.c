@@ -29,9 +29,9 @@
  * reserved) are LT_ECORRUPT too.
  *
  * Prepared statements are cached by the connection itself, without global
- * state: prep() finds one this file prepared earlier on the same handle
+ * state: lt_stmt_prep() finds one this file prepared earlier on the same handle
  * (sqlite3_next_stmt, same SQL text, not running) or prepares it with
- * SQLITE_PREPARE_PERSISTENT; put() resets it after each use.  They stay
+ * SQLITE_PREPARE_PERSISTENT; lt_stmt_put() resets it after each use.  They stay
  * with the connection until lt_db_close, which finalizes whatever is left
  * prepared (every connection in leakyd and leakyctl is closed with it).
  * Preparing costs 11-15 us a statement here against ~1 us for a lookup.
@@ -56,108 +56,22 @@
 #include <string.h>
 
 #include "quota/pool_store.h"
+#include "store/stmt.h"
 
 #define RELEASE_AT_START "released at start: the call did not survive a restart"
 #define ID_CAP sizeof((struct lt_settlement){.n = 0}.id) /* reservation id, with its NUL */
 
 static const char *const owner_names[] = {"user", "org"};
 
-static enum lt_err rc_err(int rc)
-{
-	switch (rc & 0xFF) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW: return LT_OK;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED: return LT_EBUSY;
-	case SQLITE_CONSTRAINT:
-	case SQLITE_CORRUPT: return LT_ECORRUPT;
-	case SQLITE_NOMEM: return LT_ENOMEM;
-	default: return LT_EIO;
-	}
-}
-
-/* ---- statements --------------------------------------------------------- */
-
-/* The statement for sql on db: one this file prepared earlier on the same
- * connection (same text, not running), reset, or a new one prepared to be
- * kept.  The connection owns it (lt_db_close finalizes it); callers hand
- * it back with put(), never finalize it. */
-static enum lt_err prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
-{
-	for (sqlite3_stmt *s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s)) {
-		const char *text = sqlite3_sql(s);
-		if (!sqlite3_stmt_busy(s) && text && strcmp(text, sql) == 0) {
-			sqlite3_reset(s);
-			sqlite3_clear_bindings(s);
-			*st = s;
-			return LT_OK;
-		}
-	}
-	*st = NULL;
-	return rc_err(sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL));
-}
-
-/* Done with a statement: reset it (ending its read) and drop its bindings
- * (unbound parameters are NULL on the next use). */
-static void put(sqlite3_stmt *st)
-{
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-}
-
-/* Bind a string (NULL binds NULL). */
-static int bind_str(sqlite3_stmt *st, int i, const char *s)
-{
-	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
 /* Bind key to ?i, ?i+1, ?i+2 (owner_kind, owner_id, provider). */
 static int bind_key(sqlite3_stmt *st, int i, const struct lt_pool_key *k)
 {
-	int rc = bind_str(st, i, owner_names[k->kind]);
+	int rc = lt_stmt_bind_str(st, i, owner_names[k->kind]);
 	if (rc == SQLITE_OK)
-		rc = bind_str(st, i + 1, k->owner_id);
+		rc = lt_stmt_bind_str(st, i + 1, k->owner_id);
 	if (rc == SQLITE_OK)
-		rc = bind_str(st, i + 2, k->provider);
+		rc = lt_stmt_bind_str(st, i + 2, k->provider);
 	return rc;
-}
-
-/* Step a statement that returns no rows and put it back; *changes (may be
- * NULL) gets the number of rows it changed. */
-static enum lt_err run(sqlite3 *db, sqlite3_stmt *st, int *changes)
-{
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE && changes)
-		*changes = sqlite3_changes(db);
-	put(st);
-	return rc == SQLITE_DONE ? LT_OK : rc_err(rc) ? rc_err(rc) : LT_EIO;
-}
-
-/* Step st to its end, handing each row to row(st, arg) until it returns an
- * error; puts st back.  The one loop the listings share. */
-static enum lt_err each_row(sqlite3_stmt *st, enum lt_err (*row)(sqlite3_stmt *st, void *arg),
-			    void *arg)
-{
-	int rc = SQLITE_DONE;
-	enum lt_err e = LT_OK;
-	while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		e = row(st, arg);
-	put(st);
-	if (e)
-		return e;
-	return rc == SQLITE_DONE ? LT_OK : rc_err(rc) ? rc_err(rc) : LT_EIO;
-}
-
-static void copy_col(sqlite3_stmt *st, int col, char *out, size_t cap)
-{
-	const unsigned char *t = sqlite3_column_text(st, col);
-	size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
-	if (n >= cap)
-		n = cap - 1;
-	if (n)
-		memcpy(out, t, n);
-	out[n] = '\0';
 }
 
 /* ---- validation --------------------------------------------------------- */
@@ -199,8 +113,8 @@ static enum lt_err read_pool(sqlite3_stmt *st, struct lt_pool_row *r)
 	if (!kind || (strcmp(kind, "user") != 0 && strcmp(kind, "org") != 0))
 		return LT_ECORRUPT;
 	r->key.kind = kind[0] == 'u' ? LT_OWNER_USER : LT_OWNER_ORG;
-	copy_col(st, 2, r->key.owner_id, sizeof r->key.owner_id);
-	copy_col(st, 3, r->key.provider, sizeof r->key.provider);
+	lt_stmt_copy_col(st, 2, r->key.owner_id, sizeof r->key.owner_id);
+	lt_stmt_copy_col(st, 3, r->key.provider, sizeof r->key.provider);
 	r->pool.total = sqlite3_column_int64(st, 4);
 	r->pool.remaining = sqlite3_column_int64(st, 5);
 	r->pool.reserved = sqlite3_column_int64(st, 6);
@@ -220,25 +134,25 @@ static enum lt_err load_one(sqlite3_stmt *st, struct lt_pool_row *out)
 	int rc = sqlite3_step(st);
 	enum lt_err e = rc == SQLITE_ROW    ? read_pool(st, out)
 			: rc == SQLITE_DONE ? LT_ENOTFOUND
-			: rc_err(rc)	    ? rc_err(rc)
+			: lt_sqlite_err(rc) ? lt_sqlite_err(rc)
 					    : LT_EIO;
-	put(st);
+	lt_stmt_put(st);
 	return e;
 }
 
 static enum lt_err load_by_key(sqlite3 *db, const struct lt_pool_key *k, struct lt_pool_row *out)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db,
-			     "SELECT " POOL_COLS " FROM pools "
-			     "WHERE owner_kind = ?1 AND owner_id = ?2 AND provider = ?3",
-			     &st);
+	enum lt_err e = lt_stmt_prep(db,
+				     "SELECT " POOL_COLS " FROM pools "
+				     "WHERE owner_kind = ?1 AND owner_id = ?2 AND provider = ?3",
+				     &st);
 	if (e)
 		return e;
 	int rc = bind_key(st, 1, k);
 	if (rc != SQLITE_OK) {
-		put(st);
-		return rc_err(rc);
+		lt_stmt_put(st);
+		return lt_sqlite_err(rc);
 	}
 	return load_one(st, out);
 }
@@ -264,21 +178,21 @@ enum lt_err lt_pool_store_top(sqlite3 *db, size_t n,
 	if (!db || !fn || n < 1 || n > 100)
 		return LT_EINVAL;
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db,
-			     "SELECT " POOL_COLS " FROM pools "
-			     "ORDER BY total - remaining DESC, id LIMIT ?1",
-			     &st);
+	enum lt_err e = lt_stmt_prep(db,
+				     "SELECT " POOL_COLS " FROM pools "
+				     "ORDER BY total - remaining DESC, id LIMIT ?1",
+				     &st);
 	if (e)
 		return e;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)n);
 	struct top_ctx c = {fn, arg};
-	return each_row(st, top_row, &c);
+	return lt_stmt_each(st, top_row, &c);
 }
 
 static enum lt_err load_by_id(sqlite3 *db, int64_t id, struct lt_pool_row *out)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db, "SELECT " POOL_COLS " FROM pools WHERE id = ?1", &st);
+	enum lt_err e = lt_stmt_prep(db, "SELECT " POOL_COLS " FROM pools WHERE id = ?1", &st);
 	if (e)
 		return e;
 	sqlite3_bind_int64(st, 1, id);
@@ -294,7 +208,7 @@ static int bind_pool(sqlite3_stmt *st, const struct lt_pool *p, int64_t now_ms)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, p->reserved);
 	if (rc == SQLITE_OK)
-		rc = bind_str(st, 4, lt_window_name(p->window));
+		rc = lt_stmt_bind_str(st, 4, lt_window_name(p->window));
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 5, p->window_start_ms);
 	if (rc == SQLITE_OK)
@@ -309,22 +223,22 @@ static int bind_pool(sqlite3_stmt *st, const struct lt_pool *p, int64_t now_ms)
 static enum lt_err insert_pool(sqlite3 *db, struct lt_pool_row *r)
 {
 	sqlite3_stmt *st;
-	enum lt_err e =
-		prep(db,
-		     "INSERT INTO pools (total, remaining, reserved, window, window_start, "
-		     "window_cap, window_used, updated_at, created_at, owner_kind, owner_id, "
-		     "provider) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
-		     &st);
+	enum lt_err e = lt_stmt_prep(
+		db,
+		"INSERT INTO pools (total, remaining, reserved, window, window_start, "
+		"window_cap, window_used, updated_at, created_at, owner_kind, owner_id, "
+		"provider) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
+		&st);
 	if (e)
 		return e;
 	int rc = bind_pool(st, &r->pool, r->created_ms);
 	if (rc == SQLITE_OK)
 		rc = bind_key(st, 9, &r->key);
 	if (rc != SQLITE_OK) {
-		put(st);
-		return rc_err(rc);
+		lt_stmt_put(st);
+		return lt_sqlite_err(rc);
 	}
-	e = run(db, st, NULL);
+	e = lt_stmt_run(db, st, NULL);
 	if (!e)
 		r->id = sqlite3_last_insert_rowid(db);
 	return e;
@@ -333,7 +247,8 @@ static enum lt_err insert_pool(sqlite3 *db, struct lt_pool_row *r)
 static enum lt_err update_pool(sqlite3 *db, struct lt_pool_row *r, int64_t now_ms)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db,
+	enum lt_err e =
+		lt_stmt_prep(db,
 			     "UPDATE pools SET total = ?1, remaining = ?2, reserved = ?3, "
 			     "window = ?4, window_start = ?5, window_cap = ?6, window_used = ?7, "
 			     "updated_at = ?8 WHERE id = ?9",
@@ -344,11 +259,11 @@ static enum lt_err update_pool(sqlite3 *db, struct lt_pool_row *r, int64_t now_m
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 9, r->id);
 	if (rc != SQLITE_OK) {
-		put(st);
-		return rc_err(rc);
+		lt_stmt_put(st);
+		return lt_sqlite_err(rc);
 	}
 	int changes = 0;
-	e = run(db, st, &changes);
+	e = lt_stmt_run(db, st, &changes);
 	if (!e && changes != 1)
 		return LT_ECORRUPT; /* loaded in this same transaction */
 	r->updated_ms = now_ms;
@@ -374,7 +289,8 @@ static enum lt_err ledger_add(sqlite3 *db, int64_t pool_id, const struct move *m
 	static const struct lt_ledger_note none;
 	const struct lt_ledger_note *n = m->note ? m->note : &none;
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db,
+	enum lt_err e =
+		lt_stmt_prep(db,
 			     "INSERT INTO ledger (pool_id, at, kind, d_remaining, d_reserved, "
 			     "reservation, amount, unbilled, actor, reason, correlation_id) "
 			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -383,17 +299,17 @@ static enum lt_err ledger_add(sqlite3 *db, int64_t pool_id, const struct move *m
 		return e;
 	sqlite3_bind_int64(st, 1, pool_id);
 	sqlite3_bind_int64(st, 2, m->now_ms);
-	bind_str(st, 3, reset ? "window_reset" : m->kind);
+	lt_stmt_bind_str(st, 3, reset ? "window_reset" : m->kind);
 	sqlite3_bind_int64(st, 4, d_rem);
 	sqlite3_bind_int64(st, 5, d_res);
-	bind_str(st, 6, reset ? NULL : m->reservation);
+	lt_stmt_bind_str(st, 6, reset ? NULL : m->reservation);
 	if (m->has_amount && !reset)
 		sqlite3_bind_int64(st, 7, m->amount);
 	sqlite3_bind_int64(st, 8, reset ? 0 : m->unbilled);
-	bind_str(st, 9, n->actor);
-	bind_str(st, 10, reset ? NULL : n->reason);
-	bind_str(st, 11, n->correlation_id);
-	return run(db, st, NULL);
+	lt_stmt_bind_str(st, 9, n->actor);
+	lt_stmt_bind_str(st, 10, reset ? NULL : n->reason);
+	lt_stmt_bind_str(st, 11, n->correlation_id);
+	return lt_stmt_run(db, st, NULL);
 }
 
 /* Write a pool that was loaded as `before` and is now r: the window_reset
@@ -488,14 +404,16 @@ struct loaded {
 static enum lt_err reservation_exists(sqlite3 *db, const char *id, bool *exists)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db, "SELECT 1 FROM reservations WHERE id = ?1 LIMIT 1", &st);
+	enum lt_err e = lt_stmt_prep(db, "SELECT 1 FROM reservations WHERE id = ?1 LIMIT 1", &st);
 	if (e)
 		return e;
-	bind_str(st, 1, id);
+	lt_stmt_bind_str(st, 1, id);
 	int rc = sqlite3_step(st);
-	put(st);
+	lt_stmt_put(st);
 	*exists = rc == SQLITE_ROW;
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? LT_OK : rc_err(rc) ? rc_err(rc) : LT_EIO;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? LT_OK
+	       : lt_sqlite_err(rc)		     ? lt_sqlite_err(rc)
+						     : LT_EIO;
 }
 
 static enum lt_err reserve_validate(const struct lt_reservation *r)
@@ -566,17 +484,17 @@ static enum lt_err hold_add(sqlite3 *db, const char *id, int64_t pool_id, int64_
 			    int64_t now_ms)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db,
-			     "INSERT INTO reservations (id, pool_id, held, created_at) "
-			     "VALUES (?1, ?2, ?3, ?4)",
-			     &st);
+	enum lt_err e = lt_stmt_prep(db,
+				     "INSERT INTO reservations (id, pool_id, held, created_at) "
+				     "VALUES (?1, ?2, ?3, ?4)",
+				     &st);
 	if (e)
 		return e;
-	bind_str(st, 1, id);
+	lt_stmt_bind_str(st, 1, id);
 	sqlite3_bind_int64(st, 2, pool_id);
 	sqlite3_bind_int64(st, 3, held);
 	sqlite3_bind_int64(st, 4, now_ms);
-	return run(db, st, NULL);
+	return lt_stmt_run(db, st, NULL);
 }
 
 static enum lt_err reserve_write(sqlite3 *db, struct lt_reservation *r, const struct loaded *l)
@@ -651,12 +569,12 @@ static enum lt_err holds_load(sqlite3 *db, const char *id, int64_t now_ms, struc
 {
 	sqlite3_stmt *st;
 	memset(hs, 0, sizeof *hs);
-	enum lt_err e = prep(
+	enum lt_err e = lt_stmt_prep(
 		db, "SELECT pool_id, held FROM reservations WHERE id = ?1 ORDER BY pool_id", &st);
 	if (e)
 		return e;
-	bind_str(st, 1, id);
-	e = each_row(st, hold_row, hs);
+	lt_stmt_bind_str(st, 1, id);
+	e = lt_stmt_each(st, hold_row, hs);
 	if (!e && hs->n == 0)
 		e = LT_ENOTFOUND;
 	for (size_t i = 0; !e && i < hs->n; i++) {
@@ -691,12 +609,12 @@ static enum lt_err settle_match(const struct lt_settlement *s, struct holds *hs)
 static enum lt_err holds_delete(sqlite3 *db, const char *id, size_t n)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db, "DELETE FROM reservations WHERE id = ?1", &st);
+	enum lt_err e = lt_stmt_prep(db, "DELETE FROM reservations WHERE id = ?1", &st);
 	if (e)
 		return e;
-	bind_str(st, 1, id);
+	lt_stmt_bind_str(st, 1, id);
 	int changes = 0;
-	e = run(db, st, &changes);
+	e = lt_stmt_run(db, st, &changes);
 	return !e && (size_t)changes != n ? LT_ECORRUPT : e;
 }
 
@@ -794,14 +712,14 @@ enum lt_err lt_pool_store_release(sqlite3 *db, const char *id, int64_t now_ms,
 static enum lt_err any_reservation(sqlite3 *db, char *id, size_t cap)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db, "SELECT id FROM reservations LIMIT 1", &st);
+	enum lt_err e = lt_stmt_prep(db, "SELECT id FROM reservations LIMIT 1", &st);
 	if (e)
 		return e;
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		copy_col(st, 0, id, cap);
-	put(st);
-	return rc == SQLITE_ROW ? LT_OK : rc == SQLITE_DONE ? LT_ENOTFOUND : rc_err(rc);
+		lt_stmt_copy_col(st, 0, id, cap);
+	lt_stmt_put(st);
+	return rc == SQLITE_ROW ? LT_OK : rc == SQLITE_DONE ? LT_ENOTFOUND : lt_sqlite_err(rc);
 }
 
 enum lt_err lt_pool_store_recover(sqlite3 *db, int64_t now_ms, size_t *released)
@@ -907,17 +825,18 @@ static enum lt_err orphan_row(sqlite3_stmt *st, void *arg)
 static enum lt_err check_all(sqlite3 *db, struct check *c)
 {
 	sqlite3_stmt *st;
-	enum lt_err e = prep(db, CHECK_SQL, &st);
+	enum lt_err e = lt_stmt_prep(db, CHECK_SQL, &st);
 	if (!e)
-		e = each_row(st, check_row, c);
+		e = lt_stmt_each(st, check_row, c);
 	if (!e)
-		e = prep(db,
-			 "SELECT pool_id FROM ledger WHERE pool_id NOT IN (SELECT id FROM pools) "
-			 "UNION SELECT pool_id FROM reservations "
-			 "WHERE pool_id NOT IN (SELECT id FROM pools) ORDER BY 1",
-			 &st);
+		e = lt_stmt_prep(
+			db,
+			"SELECT pool_id FROM ledger WHERE pool_id NOT IN (SELECT id FROM pools) "
+			"UNION SELECT pool_id FROM reservations "
+			"WHERE pool_id NOT IN (SELECT id FROM pools) ORDER BY 1",
+			&st);
 	if (!e)
-		e = each_row(st, orphan_row, c);
+		e = lt_stmt_each(st, orphan_row, c);
 	return e;
 }
 
@@ -928,7 +847,7 @@ enum lt_err lt_pool_store_check(sqlite3 *db, size_t *pools, size_t *bad, check_f
 	struct check c = {.fn = fn, .arg = arg};
 	/* One read transaction (or a nested savepoint) so both queries see
 	 * the same state. */
-	enum lt_err e = rc_err(sqlite3_exec(db, "SAVEPOINT pool_check", NULL, NULL, NULL));
+	enum lt_err e = lt_sqlite_err(sqlite3_exec(db, "SAVEPOINT pool_check", NULL, NULL, NULL));
 	if (e)
 		return e;
 	e = check_all(db, &c);

@@ -27,6 +27,7 @@ const char *lt_strerror(enum lt_err err)
 	case LT_EPROTO: return "protocol error";
 	case LT_EUNAVAIL: return "unavailable";
 	case LT_ECLOSED: return "connection closed";
+	case LT_EAGAIN: return "incomplete";
 	}
 	return "unknown error";
 }

@@ -32,6 +32,7 @@ enum lt_err {
 	LT_EPROTO,    /* an upstream broke its protocol (bad HTTP, bad JSON) */
 	LT_EUNAVAIL,  /* refused without trying: circuit open */
 	LT_ECLOSED,   /* the peer closed the connection */
+	LT_EAGAIN,    /* incomplete: more input needed */
 };
 
 /* Static, human-readable name of an error; never NULL. */

@@ -36,7 +36,7 @@ from tokens_fixture import (CONSUME, admin_identity, audit_rows, consume, grant,
                             quota_resp, rate_headers)
 
 FEATURES = "/admin/v1/features"
-NAMES = ("rate-limiting", "quota-enforcement")
+NAMES = ("rate-limiting", "quota-enforcement", "saga-purchases")
 ENTRY_FIELDS = {"name", "enabled", "configured", "override"}
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Used",
                 "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit", "Retry-After")
@@ -248,6 +248,8 @@ def test_config_key_spelling_is_accepted(flags, adm):
     assert b == entry("quota-enforcement", False, True, False), b
     b = put(flags, adm["h"], "rate_limiting", {"enabled": False})
     assert b == entry("rate-limiting", False, True, False), b
+    b = put(flags, adm["h"], "saga_purchases", {"enabled": False})
+    assert b == entry("saga-purchases", False, True, False), b
     assert features(flags, adm["h"]) == {n: entry(n, False, True, False) for n in NAMES}
 
 
@@ -402,6 +404,7 @@ def test_restart_ends_overrides(leakyd_factory, stubs):
     a = admin_identity(srv)
     put(srv, a["h"], "quota-enforcement", {"enabled": False})
     put(srv, a["h"], "rate-limiting", {"enabled": False})
+    put(srv, a["h"], "saga-purchases", {"enabled": False})
     assert features(srv, a["h"]) == {n: entry(n, False, True, False) for n in NAMES}
     srv.stop()
     # the same data directory and config, a new process

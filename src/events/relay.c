@@ -1,0 +1,255 @@
+/*
+ * relay.c — outbox rows to the event log.  See relay.h.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "events/evlog.h"
+#include "events/outbox.h"
+#include "events/relay.h"
+#include "store/dbpool.h"
+#include "store/writer.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define READER_WAIT_MS 1000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 5000
+
+/* One pass's rows, copied out of the reader's statement. */
+struct pass {
+	struct lt_event *ev; /* cap entries */
+	char **owned;	     /* per entry: topic, type, key, payload packed */
+	size_t n, cap;
+	int64_t first_created_ms;
+};
+
+static enum lt_err take_row(void *arg, const struct lt_outbox_row *row)
+{
+	struct pass *p = arg;
+	size_t tl = strlen(row->topic), yl = strlen(row->type), kl = strlen(row->key);
+	char *m = malloc(tl + yl + kl + row->payload_len + 1);
+	if (!m)
+		return LT_ENOMEM;
+	memcpy(m, row->topic, tl);
+	memcpy(m + tl, row->type, yl);
+	memcpy(m + tl + yl, row->key, kl);
+	memcpy(m + tl + yl + kl, row->payload, row->payload_len);
+	struct lt_event *e = &p->ev[p->n];
+	memset(e, 0, sizeof *e);
+	e->event_id = (uint64_t)row->id;
+	e->topic = m;
+	e->topic_len = tl;
+	e->type = m + tl;
+	e->type_len = yl;
+	e->key = m + tl + yl;
+	e->key_len = kl;
+	e->payload = m + tl + yl + kl;
+	e->payload_len = row->payload_len;
+	if (p->n == 0)
+		p->first_created_ms = row->created_ms;
+	p->owned[p->n++] = m;
+	return LT_OK;
+}
+
+static void pass_clear(struct pass *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->owned[i]);
+	p->n = 0;
+}
+
+struct mark_op {
+	int64_t up_to, now_ms;
+};
+
+static enum lt_err op_mark(struct sqlite3 *db, void *arg)
+{
+	struct mark_op *m = arg;
+	return lt_outbox_mark(db, m->up_to, m->now_ms, NULL);
+}
+
+static int64_t now_ms(const struct lt_relay *r)
+{
+	return lt_clock_now_ns(r->clock) / LT_NS_PER_MS;
+}
+
+/* Mark what was appended and not yet marked.  false: the writer refused
+ * (retried on the next pass; the rows are not read again). */
+static bool mark(struct lt_relay *r)
+{
+	if (r->marked_id >= r->last_id)
+		return true;
+	struct mark_op m = {r->last_id, now_ms(r)};
+	enum lt_err e = lt_writer_run(r->writer, op_mark, &m);
+	if (e) {
+		atomic_fetch_add(&r->failures, 1);
+		if (e != LT_ESTOPPED)
+			lt_log_warn(r->log, "relay: marking events up to %lld published failed: %s",
+				    (long long)r->last_id, lt_strerror(e));
+		return false;
+	}
+	r->marked_id = r->last_id;
+	return true;
+}
+
+/* Append one batch.  *more: a full batch was read (there may be more). */
+static enum lt_err pass_once(struct lt_relay *r, struct pass *p, bool *more)
+{
+	*more = false;
+	struct sqlite3 *db;
+	enum lt_err e = lt_dbpool_acquire(r->readers, READER_WAIT_MS, &db);
+	if (e)
+		return e;
+	e = lt_outbox_pending(db, r->last_id, p->cap, take_row, p);
+	lt_dbpool_release(r->readers, db);
+	if (e || p->n == 0) {
+		pass_clear(p);
+		return e;
+	}
+	int64_t t = now_ms(r);
+	for (size_t i = 0; i < p->n; i++)
+		p->ev[i].time_ms = t;
+	e = lt_evlog_append(r->evlog, p->ev, p->n);
+	if (!e) {
+		r->last_id = (int64_t)p->ev[p->n - 1].event_id;
+		atomic_fetch_add(&r->published, p->n);
+		atomic_fetch_add(&r->batches, 1);
+		atomic_store(&r->lag_ms, t - p->first_created_ms);
+		atomic_store(&r->last_append_ms, t);
+		*more = p->n == p->cap;
+	}
+	pass_clear(p);
+	return e;
+}
+
+/* Wait for a kick, the poll period or stop; true when stopping. */
+static bool wait_kick(struct lt_relay *r, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->mu);
+	while (!r->kicked && !r->stop)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+			break;
+	r->kicked = false;
+	bool stop = r->stop;
+	pthread_mutex_unlock(&r->mu);
+	return stop;
+}
+
+/* Publish until nothing is pending or something fails. */
+static enum lt_err drain(struct lt_relay *r, struct pass *p)
+{
+	bool more = true;
+	enum lt_err e = LT_OK;
+	while (!e && more) {
+		e = pass_once(r, p, &more);
+		if (!mark(r) && !e)
+			e = LT_EBUSY;
+	}
+	return e;
+}
+
+static void *relay_main(void *arg)
+{
+	struct lt_relay *r = arg;
+	struct pass p = {0};
+	p.cap = r->batch;
+	p.ev = calloc(p.cap, sizeof *p.ev);
+	p.owned = calloc(p.cap, sizeof *p.owned);
+	if (!p.ev || !p.owned) {
+		lt_log_error(r->log, "relay: out of memory; events stay in the outbox");
+		free(p.ev);
+		free(p.owned);
+		return NULL;
+	}
+	int64_t backoff = 0;
+	for (;;) {
+		bool stop = wait_kick(r, backoff ? backoff : r->poll_ms);
+		enum lt_err e = drain(r, &p);
+		if (e && e != LT_ESTOPPED) {
+			backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
+			if (backoff > BACKOFF_MAX_MS)
+				backoff = BACKOFF_MAX_MS;
+			if (e != LT_EBUSY)
+				lt_log_error(r->log,
+					     "relay: appending to the event log failed (%s); "
+					     "retrying in %lld ms",
+					     lt_strerror(e), (long long)backoff);
+		} else {
+			backoff = 0;
+		}
+		if (stop)
+			break;
+	}
+	free(p.ev);
+	free(p.owned);
+	return NULL;
+}
+
+enum lt_err lt_relay_start(struct lt_relay *r)
+{
+	if (!r->evlog || !r->writer || !r->readers || !r->clock || !r->log || r->poll_ms < 1 ||
+	    r->batch < 1 || r->batch > 4096)
+		return LT_EINVAL;
+	r->kicked = r->stop = false;
+	atomic_store(&r->started, false);
+	r->last_id = (int64_t)lt_evlog_max_event_id(r->evlog);
+	r->marked_id = 0;
+	if (!mark(r))
+		return LT_EIO;
+	if (r->last_id)
+		lt_log_info(r->log, "relay: events up to id %lld are in the log",
+			    (long long)r->last_id);
+	if (pthread_mutex_init(&r->mu, NULL))
+		return LT_ENOMEM;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	int rc = pthread_cond_init(&r->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc) {
+		pthread_mutex_destroy(&r->mu);
+		return LT_ENOMEM;
+	}
+	if (pthread_create(&r->thread, NULL, relay_main, r)) {
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mu);
+		return LT_ENOMEM;
+	}
+	atomic_store(&r->started, true);
+	return LT_OK;
+}
+
+void lt_relay_kick(struct lt_relay *r)
+{
+	if (!atomic_load(&r->started))
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->kicked = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+void lt_relay_stop(struct lt_relay *r)
+{
+	if (!atomic_load(&r->started))
+		return;
+	atomic_store(&r->started, false); /* no more kicks */
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+}
