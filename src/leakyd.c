@@ -131,6 +131,14 @@ static int open_events(struct lt_server *srv, const struct lt_config *cfg)
 	return 0;
 }
 
+static void observe_event_lag(void *arg, int64_t lag_ms)
+{
+	struct lt_server *srv = arg;
+	lt_histogram_observe(srv->m.relay_event_lag,
+			     lt_metric_series(&srv->metrics, srv->m.relay_event_lag, NULL),
+			     (double)(lag_ms < 0 ? 0 : lag_ms) / 1000.0);
+}
+
 /* The relay, once the readers exist (after auth). */
 static int start_relay(struct lt_server *srv, const struct lt_config *cfg)
 {
@@ -142,6 +150,8 @@ static int start_relay(struct lt_server *srv, const struct lt_config *cfg)
 	r->log = &srv->log;
 	r->poll_ms = cfg->events_relay_poll_ms;
 	r->batch = (size_t)cfg->events_relay_batch;
+	r->observe = observe_event_lag;
+	r->observe_arg = srv;
 	enum lt_err e = lt_relay_start(r);
 	if (e) {
 		lt_log_error(&srv->log, "event relay: %s", lt_strerror(e));

@@ -84,6 +84,11 @@ enum lt_err lt_observe_register(struct lt_server *srv, const char *version)
 	REG(LT_METRIC_GAUGE, "leaky_relay_lag_seconds",
 	    "Commit-to-log delay of the relay's last batch (its oldest row).", 0, NULL, 0, NULL, 1,
 	    &m->relay_lag);
+	static const double lag_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+					    0.2,   0.5,	  1,	 2,    5,    10};
+	REG(LT_METRIC_HISTOGRAM, "leaky_relay_event_lag_seconds",
+	    "Commit-to-log delay of each event the relay appended (ms resolution).", 0, NULL,
+	    sizeof lag_bounds / sizeof lag_bounds[0], lag_bounds, 1, &m->relay_event_lag);
 	REG(LT_METRIC_GAUGE, "leaky_events_end_offset", "Next offset of each event log topic.", 1,
 	    topic, 0, NULL, 64, &m->events_end);
 

@@ -113,7 +113,8 @@ struct lt_server_metrics {
 	struct lt_metric_family *events_published;
 	struct lt_metric_family *relay_failures;
 	struct lt_metric_family *relay_lag;
-	struct lt_metric_family *events_end; /* topic */
+	struct lt_metric_family *relay_event_lag; /* histogram */
+	struct lt_metric_family *events_end;	  /* topic */
 };
 
 struct lt_server {

@@ -22,6 +22,7 @@
 struct pass {
 	struct lt_event *ev; /* cap entries */
 	char **owned;	     /* per entry: topic, type, key, payload packed */
+	int64_t *created_ms; /* per entry: the row's created_at */
 	size_t n, cap;
 	int64_t first_created_ms;
 };
@@ -50,6 +51,7 @@ static enum lt_err take_row(void *arg, const struct lt_outbox_row *row)
 	e->payload_len = row->payload_len;
 	if (p->n == 0)
 		p->first_created_ms = row->created_ms;
+	p->created_ms[p->n] = row->created_ms;
 	p->owned[p->n++] = m;
 	return LT_OK;
 }
@@ -118,6 +120,8 @@ static enum lt_err pass_once(struct lt_relay *r, struct pass *p, bool *more)
 		atomic_fetch_add(&r->published, p->n);
 		atomic_fetch_add(&r->batches, 1);
 		atomic_store(&r->lag_ms, t - p->first_created_ms);
+		for (size_t i = 0; r->observe && i < p->n; i++)
+			r->observe(r->observe_arg, t - p->created_ms[i]);
 		atomic_store(&r->last_append_ms, t);
 		*more = p->n == p->cap;
 	}
@@ -166,10 +170,12 @@ static void *relay_main(void *arg)
 	p.cap = r->batch;
 	p.ev = calloc(p.cap, sizeof *p.ev);
 	p.owned = calloc(p.cap, sizeof *p.owned);
-	if (!p.ev || !p.owned) {
+	p.created_ms = calloc(p.cap, sizeof *p.created_ms);
+	if (!p.ev || !p.owned || !p.created_ms) {
 		lt_log_error(r->log, "relay: out of memory; events stay in the outbox");
 		free(p.ev);
 		free(p.owned);
+		free(p.created_ms);
 		return NULL;
 	}
 	int64_t backoff = 0;
@@ -193,6 +199,7 @@ static void *relay_main(void *arg)
 	}
 	free(p.ev);
 	free(p.owned);
+	free(p.created_ms);
 	return NULL;
 }
 

@@ -46,6 +46,10 @@ struct lt_relay {
 	struct lt_log *log;
 	int64_t poll_ms; /* backstop period, >= 1 */
 	size_t batch;	 /* rows per append, 1..4096 */
+	/* optional: told each appended event's commit-to-log delay (append
+	 * time − the row's created_at, ms), on the relay thread */
+	void (*observe)(void *arg, int64_t lag_ms);
+	void *observe_arg;
 
 	/* private */
 	pthread_t thread;

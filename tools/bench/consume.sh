@@ -566,6 +566,37 @@ if [ "$total" != "$GRANT" ] || [ "$resv" != 0 ] || [ "$rem" != "$want" ] || [ "$
 fi
 echo "  pool exact: ok"
 
+# --- events: one token-usage event per consume, and the outbox-to-log delay ----
+n=0
+while :; do # the relay publishes after the last commit; wait for it
+	scrape "$TMP/events.prom"
+	pend=$(msum "$TMP/events.prom" leaky_outbox_pending)
+	[ "$pend" = 0 ] && break
+	n=$((n + 1))
+	[ $n -le 100 ] || die "the outbox did not drain ($pend rows pending)"
+	sleep 0.1
+done
+ev=$(msum "$TMP/events.prom" leaky_events_end_offset 'topic="token-usage"')
+echo
+echo "events: $ev token-usage events in the log for $all consumes (outbox pending 0)"
+[ "$ev" = "$all" ] || die "expected exactly one token-usage event per consume"
+awk '/^leaky_relay_event_lag_seconds_bucket\{/ {
+		le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le)
+		n++; b[n] = le; c[n] = $NF
+	}
+	/^leaky_relay_event_lag_seconds_sum / { sum = $NF }
+	/^leaky_relay_event_lag_seconds_count / { cnt = $NF }
+	END {
+		if (!cnt) { print "  relay: no events observed"; exit }
+		p50 = p99 = "+Inf"
+		for (i = 1; i <= n; i++) {
+			if (p50 == "+Inf" && c[i] >= 0.50 * cnt) p50 = b[i]
+			if (p99 == "+Inf" && c[i] >= 0.99 * cnt) p99 = b[i]
+		}
+		printf "  outbox-to-log delay (commit to synced append, all %d events, ms resolution): mean %.2f ms, p50 <= %s s, p99 <= %s s (histogram bounds)\n",
+			cnt, 1000 * sum / cnt, p50, p99
+	}' "$TMP/events.prom"
+
 # Stop the gateway and check the store offline.
 kill -TERM "$GW_PID"
 PIDS=$STUBS_PID
