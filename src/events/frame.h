@@ -34,7 +34,6 @@
 
 #include "util/err.h"
 
-
 #define LT_EV_MAGIC "LTE1"
 #define LT_EV_HEADER 44 /* bytes before the variable fields */
 #define LT_EV_TOPIC_MAX 64
