@@ -1,11 +1,15 @@
 /*
  * scheduler.h — the scheduler thread: periodic maintenance.
  *
- * Today: flush LMDB (lmdb_sync_interval_ms), clear stale LMDB readers left by
- * dead processes (every 10 s), checkpoint the SQLite WAL on its own
- * connection (checkpoint_interval_ms).  Later: saga recovery, bucket sweep,
- * quota window roll, analytics retention.  Intervals are read from the
- * current config snapshot at each tick, so SIGHUP changes them.
+ * Flush LMDB (lmdb_sync_interval_ms), clear stale LMDB readers left by dead
+ * processes (every 10 s), checkpoint the SQLite WAL on its own connection
+ * (checkpoint_interval_ms), event log retention and the pruning of
+ * published outbox rows (every 60 s), saga recovery (lt_sagas_tick paces
+ * itself: [saga] recovery_interval_ms).  Not yet: a periodic bucket sweep
+ * (expired buckets are swept when the map fills), analytics retention.
+ * Quota windows need no job: they roll when a pool is next used.
+ * Intervals are read from the current config snapshot at each tick, so
+ * SIGHUP changes them.
  *
  * Locking: `lock` + `wake` guard `stopping` only.
  * Ownership: the scheduler opens and closes its own SQLite connection.

@@ -29,7 +29,7 @@ static const char *const action_names[LT_SAGA_ACT_COUNT] = {
 static const char *const outcome_names[LT_SAGA_OUTCOME_COUNT] = {
 	[LT_SAGA_OK] = "ok",	       [LT_SAGA_RETRY] = "retry",
 	[LT_SAGA_REFUSED] = "refused", [LT_SAGA_CONFLICT] = "conflict",
-	[LT_SAGA_GONE] = "gone",
+	[LT_SAGA_GONE] = "gone",       [LT_SAGA_UNSENT] = "unsent",
 };
 
 /* Event types (API.md §2, plus the compensation and capture events). */
@@ -193,7 +193,8 @@ static void forward_failed(const struct lt_saga_sm *s, unsigned done, enum lt_sa
 			   struct lt_saga_move *m)
 {
 	bool captured = (done & LT_SAGA_DONE_CAPTURED) != 0;
-	if (captured || (o == LT_SAGA_RETRY && s->attempts + 1 < LT_SAGA_FORWARD_TRIES))
+	bool may_pass = o == LT_SAGA_RETRY || o == LT_SAGA_UNSENT;
+	if (captured || (may_pass && s->attempts + 1 < LT_SAGA_FORWARD_TRIES))
 		again(s, done, m);
 	else
 		to_compensating(s, done, m);

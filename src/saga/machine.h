@@ -22,6 +22,8 @@
  * 5xx, dropped connection) may still have taken effect, which the machine
  * remembers (LT_SAGA_DONE_AUTH_TRIED): compensation then releases the
  * payment too (the orchestrator replays the authorize to learn its id).
+ * One that never left (LT_SAGA_UNSENT: no connection) is retried the same
+ * but leaves nothing to release.
  * A release answered 409 means the payment was captured after all (a
  * capture whose answer was lost): the purchase stands, so the saga goes
  * forward again (allocating anew if the allocation had been reversed) and
@@ -80,6 +82,8 @@ enum lt_saga_outcome {
 	LT_SAGA_CONFLICT, /* 409: the payment is already in the other final state
 			     (capture: released; release: captured) */
 	LT_SAGA_GONE,	  /* 404: no such payment */
+	LT_SAGA_UNSENT,	  /* failed before the request left (no connection): no effect,
+			     may pass later */
 	LT_SAGA_OUTCOME_COUNT
 };
 

@@ -146,6 +146,8 @@ out:
 
 enum lt_saga_outcome lt_payment_outcome(enum lt_pay_op op, enum lt_err err, int status)
 {
+	if (err == LT_ECONNECT || err == LT_ETLS)
+		return LT_SAGA_UNSENT; /* the request never left */
 	if (err != LT_OK)
 		return LT_SAGA_RETRY; /* no answer: it may or may not have happened */
 	if (status >= 200 && status <= 299)
@@ -302,6 +304,7 @@ void lt_payment_call(struct lt_payment *p, struct lt_pay_call *c)
 	char why[256] = "";
 	struct pool_ref *r = pool_get(p, c->base_url, why, sizeof why);
 	if (!r) {
+		c->outcome = LT_SAGA_UNSENT;
 		snprintf(c->why, sizeof c->why, "%s: payment service unusable: %.200s", op, why);
 		return;
 	}
@@ -329,6 +332,7 @@ void lt_payment_call(struct lt_payment *p, struct lt_pay_call *c)
 		.max_body = LT_PAY_ANSWER_MAX,
 	};
 	if (body.err) {
+		c->outcome = LT_SAGA_UNSENT;
 		lt_buf_release(&body);
 		ref_put(r);
 		snprintf(c->why, sizeof c->why, "%s: %s", op, lt_strerror(body.err));
@@ -338,7 +342,7 @@ void lt_payment_call(struct lt_payment *p, struct lt_pay_call *c)
 	enum lt_err e = lt_upstream_do(r->u, &rq, &resp, NULL, NULL);
 	lt_buf_release(&body);
 	if (e) {
-		c->outcome = LT_SAGA_RETRY;
+		c->outcome = lt_payment_outcome(c->op, e, 0);
 		snprintf(c->why, sizeof c->why, "%s: %s%s%.200s", op, lt_strerror(e),
 			 resp.why[0] ? ": " : "", resp.why);
 		lt_upstream_resp_free(&resp);

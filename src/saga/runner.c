@@ -257,7 +257,8 @@ static enum lt_saga_outcome pay(struct lt_sagas *r, const struct lt_config *cfg,
 			snprintf(pid, LT_PAY_ID_MAX + 1, "%s", c.answer.payment_id);
 		if (act == LT_SAGA_ACT_AUTHORIZE || c.outcome != LT_SAGA_OK) {
 			snprintf(detail, cap, "%s", c.why);
-			if (act == LT_SAGA_ACT_AUTHORIZE || c.outcome == LT_SAGA_RETRY)
+			if (act == LT_SAGA_ACT_AUTHORIZE || c.outcome == LT_SAGA_RETRY ||
+			    c.outcome == LT_SAGA_UNSENT)
 				return c.outcome;
 			snprintf(detail, cap, "no payment to release (%.200s)", c.why);
 			return LT_SAGA_GONE;

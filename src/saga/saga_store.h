@@ -51,7 +51,7 @@
 struct sqlite3;
 
 #define LT_SAGA_TOKENS_MAX 10000000
-#define LT_SAGA_KEY_CHARS 100 /* idempotency key: characters after trimming */
+#define LT_SAGA_KEY_CHARS 100			/* idempotency key: characters after trimming */
 #define LT_SAGA_KEY_MAX (4 * LT_SAGA_KEY_CHARS) /* ... and bytes (UTF-8) */
 #define LT_SAGA_TEXT_MAX 255
 #define LT_SAGA_HASH_LEN 64 /* hex characters */

@@ -672,7 +672,10 @@ def test_sigkill_under_consume_load(tmp_path):
     slow = start_stubs(tmp_path / "slowstubs", {"latency_ms": 100}, expect_errors=True)
     cfg = gateway_config(slow.port, threads=64, providers={"openai": {"bulkhead": 256}},
                          extra={"limits": {"whitelist": DEFAULT_WHITELIST +
-                                           ",/api/v1/tokens/**"}})
+                                           ",/api/v1/tokens/**",
+                                           # 32 clients x 3 tokens at ~300/s would
+                                           # outrun the default 10 tokens/s bucket
+                                           "token_capacity": 10**9, "token_rate": 10**9}})
     gw_dir = tmp_path / "gw"
     first = Leakyd(gw_dir, cfg, env=GATEWAY_ENV, name="first")
     second = crowd = None

@@ -154,6 +154,9 @@ def test_metrics_request_counts_and_histogram(shared):
 
 
 def test_metrics_families(shared):
+    # One request that counts against the request limit (/metrics does
+    # not): its bucket and decision must show below, whatever ran before.
+    assert shared.get("/api/v1/tokens/status").status == 200
     # In-flight gauge: the scrape itself is the one request in flight.
     text, m = shared.assert_idle()
     assert "# TYPE leaky_http_inflight_requests gauge" in text
@@ -169,8 +172,7 @@ def test_metrics_families(shared):
     assert metric(m, "leaky_lmdb_bytes", kind="map_size") == 8 * 1024 * 1024
     used = metric(m, "leaky_lmdb_bytes", kind="used")
     assert used is not None and 0 < used <= 8 * 1024 * 1024
-    # the shared server's requests all come from 127.0.0.1: at least that
-    # client's request-limit bucket exists
+    # the status request above made 127.0.0.1's request-limit bucket
     assert metric(m, "leaky_lmdb_entries") >= 1
     assert metric(m, "leaky_ratelimit_decisions_total", scope="requests", outcome="allowed") >= 1
     for fam in ("leaky_quota_reservations_total", "leaky_quota_unbilled_tokens_total"):

@@ -5,10 +5,10 @@ the payment stub of a `leakyd --stubs-only` process:
     row, the payment CAPTURED at the stub for ceil(tokens x price / 1e6), the
     saga's outbox rows in order;
   - the payment failing at authorize (declined; unavailable until the tries
-    run out), at capture (declined), and timing out (a stub delay longer
-    than [payment] timeout_ms): FAILED, nothing credited (or the tokens
-    removed with a ledger row), the payment released at the stub; a capture
-    timing out ends consistently either way;
+    run out; unreachable), at capture (declined), and timing out (a stub
+    delay longer than [payment] timeout_ms): FAILED, nothing credited (or the
+    tokens removed with a ledger row), the payment released at the stub; a
+    capture timing out ends consistently either way;
   - idempotency: the same key and payload name the same saga with no second
     effect (also when 8 requests race), another payload is 409, a key over
     100 characters is 400;
@@ -56,7 +56,7 @@ def amount(tokens):
     return math.ceil(tokens * PRICE / 1_000_000)
 
 
-def saga_config(stub_port, timeout_ms=400, **saga):
+def saga_config(stub_port, timeout_ms=10000, **saga):
     """[payment] on the stubs and [saga] for the tests: wait for the saga
     (wait_ms), short backoffs (retry_max_ms)."""
     s = {"wait_ms": 5000, "retry_max_ms": 200, "workers": 4}
@@ -75,9 +75,19 @@ def stubs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory, stubs):
-    """Payment calls time out after 400 ms; step backoff at most 200 ms."""
+    """Payment calls may take 10 s (no call times out by accident under
+    load); step backoff at most 200 ms."""
     g = start_gateway(tmp_path_factory.mktemp("gw"), stubs.port,
                       extra=saga_config(stubs.port))
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def gw_short(tmp_path_factory, stubs):
+    """Payment calls time out after 300 ms (the stub delays 1.5 s)."""
+    g = start_gateway(tmp_path_factory.mktemp("gwshort"), stubs.port,
+                      extra=saga_config(stubs.port, timeout_ms=300), name="gwshort")
     yield g
     g.stop()
 
@@ -304,10 +314,12 @@ def test_capture_declined(gw, stubs, adm):
                                   ("release_payment", "SUCCEEDED"), ("fail", "SUCCEEDED")]
 
 
-def test_authorize_timing_out(gw, stubs, adm):
-    """Every authorize slower than timeout_ms (400): the answers are lost,
+def test_authorize_timing_out(gw_short, stubs):
+    """Every authorize slower than timeout_ms (300): the answers are lost,
     but the stub authorizes after its delay; compensation learns the
     payment through the same key and releases it."""
+    gw = gw_short
+    adm = admin_identity(gw)
     u = new_user(gw)
     stubs.fault("/payment/v1/authorize", count=3, delay_ms=1500)
     sid = buy(gw, u, 99)["sagaId"]
@@ -322,10 +334,12 @@ def test_authorize_timing_out(gw, stubs, adm):
     assert stub_count(stubs, "capture") == 0
 
 
-def test_capture_timing_out_ends_consistently(gw, stubs, adm):
+def test_capture_timing_out_ends_consistently(gw_short, stubs):
     """Captures slower than the deadline: whether the delayed capture lands
     before the release (the saga completes after all) or after it (the
     saga fails), money and tokens agree with the outcome."""
+    gw = gw_short
+    adm = admin_identity(gw)
     u = new_user(gw)
     stubs.fault("/payment/v1/capture", count=3, delay_ms=1500)
     sid = buy(gw, u, 321)["sagaId"]
@@ -339,6 +353,28 @@ def test_capture_timing_out_ends_consistently(gw, stubs, adm):
         assert p["status"] == "RELEASED", (s, p)
         assert q["remainingTokens"] == 0, q
     assert sum(d for _, d, _ in ledger(gw, sid)) == q["remainingTokens"]
+
+
+def test_payment_service_unreachable(tmp_path, stubs):
+    """Nothing listens at [payment] base_url: no request ever left, so the
+    saga fails after its tries with nothing to undo (no release is tried)."""
+    gw = start_gateway(tmp_path / "down", stubs.port, extra=saga_config(1), name="down")
+    try:
+        adm = admin_identity(gw)
+        u = new_user(gw)
+        sid = buy(gw, u, 10)["sagaId"]
+        s = wait_final(gw, adm["h"], sid)
+        assert s["status"] == "FAILED", s
+        assert "connection failed" in s["failureReason"], s
+        assert s["paymentId"] is None, s
+        assert step_names(s) == [("start", "SUCCEEDED"), ("authorize_payment", "RETRYING"),
+                                 ("authorize_payment", "FAILED"), ("fail", "SUCCEEDED")], s
+        assert s["steps"][1]["tries"] == 2, s
+        assert events(gw, sid) == ["TOKEN_PURCHASE_STARTED", "TOKEN_PURCHASE_COMPENSATING",
+                                   "TOKEN_PURCHASE_FAILED"]
+        assert quota_resp(gw, u["h"], u["userId"]).status == 404
+    finally:
+        gw.stop()
 
 
 # ---- idempotency ----
@@ -592,7 +628,7 @@ def test_admin_compensate(gw_slow, stubs):
     gw = gw_slow
     adm = admin_identity(gw)
     u = new_user(gw)
-    stubs.fault("/payment/v1/authorize", count=1, delay_ms=1500)
+    stubs.fault("/payment/v1/authorize", count=1, delay_ms=3000)
     b = buy(gw, u, 77)
     sid = b["sagaId"]
     assert b["status"] == "STARTED", b                    # wait_ms 100: still authorizing
@@ -647,7 +683,7 @@ def test_leakyctl_saga(gw_slow, stubs):
 
     # compensate offline a saga whose authorize is in flight: the running
     # leakyd picks the mark up at its next tick
-    stubs.fault("/payment/v1/authorize", count=1, delay_ms=1500)
+    stubs.fault("/payment/v1/authorize", count=1, delay_ms=3000)
     sid2 = buy(gw, u, 6)["sagaId"]
     stubs.wait_requests(1, "/payment/v1/authorize")
     p = ctl(gw, "compensate", sid2)
@@ -707,3 +743,10 @@ def test_sigkill_while_capturing(tmp_path, stubs):
             first.proc.kill()
         if second is not None and second.running:
             second.stop()
+
+
+def test_ledger_checks_after_all(gw, gw_short, gw_slow):
+    """Last: every pool the purchases above granted and reversed agrees with
+    its ledger, on every gateway."""
+    for g in (gw, gw_short, gw_slow):
+        assert_check_ok(g.config_path)

@@ -194,6 +194,24 @@ static void test_authorize_outcomes(void **state)
 		assert_events(&m, "TOKEN_PURCHASE_FAILED", NULL);
 	}
 
+	/* never sent (no connection) until the tries run out: nothing to
+	 * release, the saga just fails */
+	s = sm(LT_SAGA_STARTED, 0, 0);
+	assert_true(step(&s, LT_SAGA_UNSENT).retry);
+	assert_true(step(&s, LT_SAGA_UNSENT).retry);
+	assert_int_equal(s.done, 0);
+	struct lt_saga_move m0 = step(&s, LT_SAGA_UNSENT);
+	assert_true(m0.compensating);
+	assert_events(&m0, "TOKEN_PURCHASE_COMPENSATING", NULL);
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_FAIL);
+	/* but one lost answer among them is remembered */
+	s = sm(LT_SAGA_STARTED, 0, 0);
+	step(&s, LT_SAGA_UNSENT);
+	step(&s, LT_SAGA_RETRY);
+	step(&s, LT_SAGA_UNSENT);
+	assert_int_equal(s.state, LT_SAGA_COMPENSATING);
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_RELEASE_PAYMENT);
+
 	/* refused after an earlier lost answer: the earlier one is released */
 	s = sm(LT_SAGA_STARTED, 0, 0);
 	step(&s, LT_SAGA_RETRY);
@@ -486,12 +504,13 @@ static void test_random_walks(void **state)
 		int steps = 0;
 		while (!lt_saga_state_final(s.state)) {
 			assert_true(++steps < 1000);
-			uint32_t r = next_rand(&seed) % 10;
-			enum lt_saga_outcome o = r < 5	 ? LT_SAGA_OK
-						 : r < 7 ? LT_SAGA_RETRY
-						 : r < 8 ? LT_SAGA_REFUSED
-						 : r < 9 ? LT_SAGA_CONFLICT
-							 : LT_SAGA_GONE;
+			uint32_t r = next_rand(&seed) % 11;
+			enum lt_saga_outcome o = r < 5	  ? LT_SAGA_OK
+						 : r < 7  ? LT_SAGA_RETRY
+						 : r < 8  ? LT_SAGA_REFUSED
+						 : r < 9  ? LT_SAGA_CONFLICT
+						 : r < 10 ? LT_SAGA_GONE
+							  : LT_SAGA_UNSENT;
 			enum lt_saga_action a = lt_saga_action(&s);
 			if (s.state == LT_SAGA_COMPENSATING) {
 				/* order: reverse ≤ release ≤ fail */

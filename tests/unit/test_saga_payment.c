@@ -166,12 +166,13 @@ static void test_outcomes(void **state)
 {
 	(void)state;
 	const enum lt_pay_op ops[] = {LT_PAY_AUTHORIZE, LT_PAY_CAPTURE, LT_PAY_RELEASE};
-	const enum lt_err lost[] = {LT_ETIMEOUT, LT_ECONNECT, LT_ECLOSED,
-				    LT_EPROTO,	 LT_ETOOBIG,  LT_ETLS};
+	const enum lt_err lost[] = {LT_ETIMEOUT, LT_ECLOSED, LT_EPROTO, LT_ETOOBIG, LT_EIO};
 	for (size_t i = 0; i < 3; i++) {
 		enum lt_pay_op op = ops[i];
 		for (size_t k = 0; k < sizeof lost / sizeof lost[0]; k++)
 			assert_int_equal(lt_payment_outcome(op, lost[k], 0), LT_SAGA_RETRY);
+		assert_int_equal(lt_payment_outcome(op, LT_ECONNECT, 0), LT_SAGA_UNSENT);
+		assert_int_equal(lt_payment_outcome(op, LT_ETLS, 0), LT_SAGA_UNSENT);
 		assert_int_equal(lt_payment_outcome(op, LT_OK, 200), LT_SAGA_OK);
 		assert_int_equal(lt_payment_outcome(op, LT_OK, 201), LT_SAGA_OK);
 		for (int st = 500; st <= 599; st++)
@@ -375,14 +376,16 @@ static void test_client_urls(void **state)
 	/* and back to the right one (the pool follows the URL) */
 	c = call(g, LT_PAY_AUTHORIZE, saga, NULL, 1);
 	assert_int_equal(c.outcome, LT_SAGA_OK);
-	/* nothing listening: retry */
+	/* nothing listening: not sent, may pass later */
 	c.base_url = "http://127.0.0.1:1/payment/v1";
 	lt_payment_call(g->p, &c);
-	assert_int_equal(c.outcome, LT_SAGA_RETRY);
-	/* not a URL: retry (the configuration may be fixed) with a reason */
+	assert_non_null(strstr(c.why, "connection failed"));
+	assert_int_equal(c.outcome, LT_SAGA_UNSENT);
+	assert_int_equal(c.status, 0);
+	/* not a URL: not sent (the configuration may be fixed), with a reason */
 	c.base_url = "ftp://x";
 	lt_payment_call(g->p, &c);
-	assert_int_equal(c.outcome, LT_SAGA_RETRY);
+	assert_int_equal(c.outcome, LT_SAGA_UNSENT);
 	assert_non_null(strstr(c.why, "unusable"));
 }
 
