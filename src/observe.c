@@ -3,6 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "observe.h"
@@ -10,6 +11,7 @@
 #include "events/evlog.h"
 #include "events/outbox.h"
 #include "store/kv.h"
+#include "store/stmt.h"
 
 static const double duration_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 					 0.01,	 0.025,	  0.05,	  0.1,	 0.25,	 0.5,
@@ -89,6 +91,9 @@ enum lt_err lt_observe_register(struct lt_server *srv, const char *version)
 	REG(LT_METRIC_HISTOGRAM, "leaky_relay_event_lag_seconds",
 	    "Commit-to-log delay of each event the relay appended (ms resolution).", 0, NULL,
 	    sizeof lag_bounds / sizeof lag_bounds[0], lag_bounds, 1, &m->relay_event_lag);
+	static const char *const status[] = {"status"};
+	REG(LT_METRIC_GAUGE, "leaky_sagas", "Purchase sagas by status (all, final ones included).",
+	    1, status, 0, NULL, 8, &m->sagas);
 	REG(LT_METRIC_GAUGE, "leaky_events_end_offset", "Next offset of each event log topic.", 1,
 	    topic, 0, NULL, 64, &m->events_end);
 
@@ -133,6 +138,25 @@ static void observe_events(struct lt_server *srv)
 	struct sqlite3 *db;
 	if (lt_dbpool_acquire(&srv->auth.readers, 1000, &db))
 		return;
+	/* every status, so one that emptied reads 0, not its last count */
+	static const char *const statuses[] = {"STARTED",   "PAYMENT_RESERVED", "TOKENS_ALLOCATED",
+					       "COMPLETED", "COMPENSATING",	"FAILED"};
+	int64_t counts[6] = {0};
+	sqlite3_stmt *st;
+	if (lt_stmt_prep(db, "SELECT status, count(*) FROM sagas GROUP BY status", &st) == LT_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *name = (const char *)sqlite3_column_text(st, 0);
+			for (size_t i = 0; name && i < 6; i++)
+				if (!strcmp(name, statuses[i]))
+					counts[i] = sqlite3_column_int64(st, 1);
+		}
+		lt_stmt_put(st);
+		for (size_t i = 0; i < 6; i++) {
+			const char *l[] = {statuses[i]};
+			lt_gauge_set(lt_metric_series(&srv->metrics, m->sagas, l),
+				     (double)counts[i]);
+		}
+	}
 	struct lt_outbox_stat os;
 	if (lt_outbox_stat(db, &os) == LT_OK) {
 		int64_t now = lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS;

@@ -115,6 +115,7 @@ struct lt_server_metrics {
 	struct lt_metric_family *relay_lag;
 	struct lt_metric_family *relay_event_lag; /* histogram */
 	struct lt_metric_family *events_end;	  /* topic */
+	struct lt_metric_family *sagas;		  /* status */
 };
 
 struct lt_server {

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "store/datadir.h"
 #include "quota/pool_store.h"
+#include "saga/saga_store.h"
 #include "store/db.h"
 #include "store/kv.h"
 #include "version.h"
@@ -67,6 +68,12 @@ static void print_bad_pool(void *arg, const struct lt_pool_row *row, const char 
 	       problem);
 }
 
+static void print_bad_saga(void *arg, const char *id, const char *problem)
+{
+	(void)arg;
+	printf("sagas: %s: %s\n", id, problem);
+}
+
 int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 {
 	int rc = no_args("check", argc, argv);
@@ -121,6 +128,18 @@ int lt_cmd_check(struct lt_cli *cli, int argc, char **argv)
 			printf("quota ledger: %zu pool%s, each equal to the sum of its ledger: "
 			       "ok\n",
 			       pools, pools == 1 ? "" : "s");
+		}
+		size_t sagas = 0, sbad = 0;
+		if (lt_saga_store_check(db, &sagas, &sbad, print_bad_saga, NULL)) {
+			printf("sagas: FAIL: cannot read the sagas\n");
+			failures++;
+		} else if (sbad) {
+			printf("sagas: %zu of %zu final saga%s disagree with the ledger: FAIL\n",
+			       sbad, sagas, sagas == 1 ? "" : "s");
+			failures++;
+		} else {
+			printf("sagas: %zu final saga%s, each matching its ledger rows: ok\n",
+			       sagas, sagas == 1 ? "" : "s");
 		}
 	}
 	lt_db_close(db);

@@ -641,3 +641,70 @@ enum lt_err lt_saga_store_advance(sqlite3 *db, void *arg)
 	a->changed = true;
 	return e;
 }
+
+struct check_ctx {
+	size_t sagas, bad;
+	void (*fn)(void *arg, const char *id, const char *problem);
+	void *arg;
+};
+
+static enum lt_err check_row(sqlite3_stmt *st, void *arg)
+{
+	struct check_ctx *c = arg;
+	char id[LT_UUID_LEN], status[32], why[160] = "";
+	lt_stmt_copy_col(st, 0, id, sizeof id);
+	lt_stmt_copy_col(st, 1, status, sizeof status);
+	int64_t tokens = sqlite3_column_int64(st, 2), granted = sqlite3_column_int64(st, 3);
+	int64_t reversed = sqlite3_column_int64(st, 4), grants = sqlite3_column_int64(st, 5);
+	c->sagas++;
+	if (!strcmp(status, "COMPLETED")) {
+		if (grants != 1 || granted != tokens || reversed != 0)
+			snprintf(why, sizeof why,
+				 "COMPLETED but the ledger has %lld grant(s) of %lld and %lld "
+				 "reversed (want one grant of %lld, nothing reversed)",
+				 (long long)grants, (long long)granted, (long long)reversed,
+				 (long long)tokens);
+	} else if (grants > 1 || granted + reversed < 0 || granted + reversed > tokens ||
+		   (grants == 0 && reversed != 0)) {
+		snprintf(why, sizeof why,
+			 "FAILED with %lld grant(s) of %lld and %lld reversed (tokens %lld)",
+			 (long long)grants, (long long)granted, (long long)reversed,
+			 (long long)tokens);
+	}
+	if (why[0]) {
+		c->bad++;
+		if (c->fn)
+			c->fn(c->arg, id, why);
+	}
+	return LT_OK;
+}
+
+enum lt_err lt_saga_store_check(sqlite3 *db, size_t *sagas, size_t *bad,
+				void (*fn)(void *arg, const char *id, const char *problem),
+				void *arg)
+{
+	if (!db || !sagas || !bad)
+		return LT_EINVAL;
+	sqlite3_stmt *st;
+	/* reasons are "purchase <uuid>" and "purchase <uuid> compensated":
+	 * the id is the 36 characters after "purchase " */
+	enum lt_err e = lt_stmt_prep(
+		db,
+		"WITH p AS (SELECT substr(reason, 10, 36) AS sid, "
+		"sum(CASE WHEN kind = 'grant' THEN d_remaining ELSE 0 END) AS g, "
+		"sum(CASE WHEN kind = 'adjust' THEN d_remaining ELSE 0 END) AS r, "
+		"sum(kind = 'grant') AS n FROM ledger "
+		"WHERE reason LIKE 'purchase %' AND (kind = 'grant' OR kind = 'adjust') "
+		"GROUP BY sid) "
+		"SELECT s.id, s.status, s.tokens, coalesce(p.g, 0), coalesce(p.r, 0), "
+		"coalesce(p.n, 0) FROM sagas s LEFT JOIN p ON p.sid = s.id "
+		"WHERE s.status IN ('COMPLETED', 'FAILED') ORDER BY s.created_at, s.id",
+		&st);
+	if (e)
+		return e;
+	struct check_ctx c = {0, 0, fn, arg};
+	e = lt_stmt_each(st, check_row, &c);
+	*sagas = c.sagas;
+	*bad = c.bad;
+	return e;
+}

@@ -127,6 +127,17 @@ enum lt_err lt_saga_store_due(struct sqlite3 *db, int64_t idle_before_ms, size_t
 enum lt_err lt_saga_store_mark(struct sqlite3 *db, const char *id, bool compensate,
 			       struct lt_saga *out);
 
+/* Every final saga against the ledger (leakyctl check; read-only, one
+ * pass over the ledger): a COMPLETED saga has exactly one grant "purchase
+ * <id>" of its tokens and no reversal; a FAILED one has at most one grant,
+ * and its grant plus reversal ("purchase <id> compensated") is between 0
+ * and its tokens (0 when nothing was spent in between; a reversal takes
+ * back at most what is left).  *sagas counts the final sagas, *bad the
+ * ones that fail; fn (may be NULL) is told of each with a reason. */
+enum lt_err lt_saga_store_check(struct sqlite3 *db, size_t *sagas, size_t *bad,
+				void (*fn)(void *arg, const char *id, const char *problem),
+				void *arg);
+
 /* One step (a writer operation; arg is a struct lt_saga_advance). */
 struct lt_saga_advance {
 	char id[LT_UUID_LEN];

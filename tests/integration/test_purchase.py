@@ -25,16 +25,20 @@ asserts how long anything took.
 
 import json
 import math
+import os
+import re
+import sqlite3
 import signal
 import threading
 import uuid
 
 import pytest
 
-from conftest import ISO_MS_Z, LEAKYCTL, UUID_ANY, Leakyd, assert_error_body, run
+from conftest import ISO_MS_Z, LEAKYCTL, UUID_ANY, Leakyd, assert_error_body, metric, run
 from stubs_fixture import GATEWAY_ENV, gateway_config, start_gateway, start_stubs
-from tokens_fixture import (add_member, admin_identity, assert_check_ok, audit_rows, db_query,
-                            make_org, new_user, org_quota, quota, quota_resp, wait_until)
+from tokens_fixture import (add_member, admin_identity, assert_check_ok, audit_rows, ctl_check,
+                            db_query, make_org, new_user, org_quota, quota, quota_resp,
+                            wait_until)
 
 PURCHASE = "/api/v1/tokens/purchase"
 SAGAS = "/admin/v1/sagas"
@@ -191,13 +195,19 @@ def stub_count(stubs, op):
 
 # ---- the happy path ----
 
+def completed_sagas(gw):
+    return metric(gw.metrics()[1], "leaky_sagas", status="COMPLETED") or 0
+
+
 def test_happy_path(gw, stubs, adm):
     u = new_user(gw)
     assert quota_resp(gw, u["h"], u["userId"]).status == 404    # no pool before
+    done_before = completed_sagas(gw)
     b = buy(gw, u, 5000)
     sid = b["sagaId"]
     s = wait_final(gw, adm["h"], sid)
     assert s["status"] == "COMPLETED", s
+    assert completed_sagas(gw) >= done_before + 1
     assert s["failureReason"] is None and s["attempts"] == 0, s
     assert s["amountMicros"] == amount(5000) == 10000, s
     # the pool credited exactly, by one grant naming the saga
@@ -749,4 +759,20 @@ def test_ledger_checks_after_all(gw, gw_short, gw_slow):
     """Last: every pool the purchases above granted and reversed agrees with
     its ledger, on every gateway."""
     for g in (gw, gw_short, gw_slow):
-        assert_check_ok(g.config_path)
+        p = assert_check_ok(g.config_path)
+        m = re.search(r"^sagas: (\d+) final sagas?, each matching its ledger rows: ok$",
+                      p.stdout, re.M)
+        assert m and int(m.group(1)) >= 1, p.stdout
+    # the check can fail: a FAILED saga (nothing granted) passed off as
+    # COMPLETED no longer matches its ledger
+    sid = db_query(gw.data_dir, "SELECT id FROM sagas WHERE status = 'FAILED' LIMIT 1")[0][0]
+    with sqlite3.connect(os.path.join(gw.data_dir, "leaky.db")) as c:
+        c.execute("UPDATE sagas SET status = 'COMPLETED' WHERE id = ?", (sid,))
+    try:
+        p = ctl_check(gw.config_path)
+        assert p.returncode != 0, p.stdout
+        assert f"sagas: {sid}: COMPLETED but the ledger has 0 grant(s)" in p.stdout, p.stdout
+        assert "disagree with the ledger: FAIL" in p.stdout, p.stdout
+    finally:
+        with sqlite3.connect(os.path.join(gw.data_dir, "leaky.db")) as c:
+            c.execute("UPDATE sagas SET status = 'FAILED' WHERE id = ?", (sid,))
