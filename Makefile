@@ -35,7 +35,7 @@ LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lcivetweb -lbearssl -lpthread 
 
 LIB_SRC := $(filter-out src/leakyd.c,$(wildcard src/*.c src/util/*.c src/conf/*.c \
 	src/store/*.c src/http/*.c src/api/*.c src/auth/*.c src/provider/*.c src/stubs/*.c src/limit/*.c src/quota/*.c \
-	src/events/*.c src/saga/*.c))
+	src/events/*.c src/saga/*.c src/analytics/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 GEN_SRC := $(B)/gen/schema_sql.c $(B)/gen/openapi_json.c
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(GEN_SRC:.c=.o)

@@ -211,6 +211,16 @@ static const struct lt_config_key keys[] = {
 	{"events", "outbox_retention_hours", LT_CFG_INT, OFF(events_outbox_retention_hours), "24",
 	 1, 87600, NULL, true, "Published outbox rows are deleted after this long."},
 
+	{"analytics", "retention_days", LT_CFG_INT, OFF(analytics_retention_days), "90", 1, 36600,
+	 NULL, true,
+	 "Days of per-event usage tables kept in analytics.db (whole day tables are dropped)."},
+	{"analytics", "ingest_poll_ms", LT_CFG_INT, OFF(analytics_ingest_poll_ms), "200", 1, 60000,
+	 NULL, false, "Longest time a usage event waits before the analytics ingest reads it."},
+	{"analytics", "ingest_batch", LT_CFG_INT, OFF(analytics_ingest_batch), "1000", 1, 100000,
+	 NULL, false, "Usage events appended to analytics.db per transaction."},
+	{"analytics", "readers", LT_CFG_INT, OFF(analytics_readers), "4", 1, 64, NULL, false,
+	 "Read connections to analytics.db for the analytics queries."},
+
 	{"payment", "base_url", LT_CFG_STR, OFF(payment_base_url),
 	 "http://127.0.0.1:8090/payment/v1", 0, LT_CFG_STR_MAX - 1, NULL, true,
 	 "The payment service of the purchase saga (authorize, capture, release)."},

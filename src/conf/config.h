@@ -144,6 +144,11 @@ struct lt_config {
 	int64_t events_relay_poll_ms;
 	int64_t events_relay_batch;
 	int64_t events_outbox_retention_hours;
+	/* [analytics]: see analytics/schema.h */
+	int64_t analytics_retention_days;
+	int64_t analytics_ingest_poll_ms;
+	int64_t analytics_ingest_batch;
+	int64_t analytics_readers;
 	/* [payment]: the payment service the purchase saga calls */
 	char payment_base_url[LT_CFG_STR_MAX];
 	int64_t payment_timeout_ms;
