@@ -148,6 +148,8 @@ static int start_relay(struct lt_server *srv, const struct lt_config *cfg)
 	r->readers = &srv->auth.readers;
 	r->clock = &srv->clock;
 	r->log = &srv->log;
+	snprintf(srv->wal_path, sizeof srv->wal_path, "%s-wal", srv->db_path);
+	r->wal_path = srv->wal_path;
 	r->poll_ms = cfg->events_relay_poll_ms;
 	r->batch = (size_t)cfg->events_relay_batch;
 	r->observe = observe_event_lag;
@@ -574,8 +576,12 @@ int main(int argc, char **argv)
 		lt_evlog_close(srv.evlog);
 		srv.evlog = NULL;
 	}
-	lt_kv_close(srv.kv);
-	srv.kv = NULL;
+	if (atomic_load(&srv.inflight) == 0) { /* else a late handler may still settle buckets */
+		lt_kv_close(srv.kv);
+		srv.kv = NULL;
+	} else {
+		(void)lt_kv_sync(srv.kv);
+	}
 	lt_db_close(srv.db);
 	srv.db = NULL;
 	lt_log_info(&srv.log, "stopped");

@@ -135,7 +135,8 @@ struct lt_server {
 
 	char db_path[LT_CFG_STR_MAX + 32];
 	char kv_path[LT_CFG_STR_MAX + 32];
-	struct sqlite3 *db; /* the writer's connection */
+	char wal_path[LT_CFG_STR_MAX + 40]; /* leaky.db-wal (the relay syncs it) */
+	struct sqlite3 *db;		    /* the writer's connection */
 	struct lt_writer writer;
 	struct lt_kv *kv;
 	struct lt_auth auth;	      /* valid once LT_READY_AUTH is set */

@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/spend.h"
 #include "events/outbox.h"
@@ -367,6 +368,8 @@ enum lt_err lt_spend_reserve(struct lt_req *req, struct lt_spend *sp)
 
 /* ---- usage events ---- */
 
+#define RUN_EVENT_TRIES 5 /* 10, 20, 40, 80 ms between them */
+
 /* The event of this spend: from rec when there was a call, else from the
  * admission alone. */
 static void event_of(const struct lt_req *req, const struct lt_spend *sp,
@@ -415,7 +418,7 @@ static enum lt_err op_event(struct sqlite3 *db, void *arg)
 		e = lt_pool_store_settle(db, o->settle);
 	else if (o->release)
 		e = op_release(db, o->release);
-	if (!e)
+	if (!e && o->payload)
 		e = lt_outbox_add(db, LT_TOPIC_USAGE, o->key, LT_USAGE_EVENT_TYPE, o->payload,
 				  o->now_ms, NULL);
 	return e;
@@ -430,9 +433,26 @@ static enum lt_err run_event(struct lt_req *req, struct event_op *op,
 	lt_buf_init(&b, stack, sizeof stack, 64 * 1024);
 	lt_usage_event_json(ev, &b);
 	op->key = ev->user_id;
-	op->payload = b.data;
+	op->payload = b.err ? NULL : b.data;
 	op->now_ms = ev->time_ms;
-	enum lt_err e = b.err ? b.err : lt_writer_run(&req->srv->writer, op_event, op);
+	if (b.err)
+		lt_log_error(&req->srv->log,
+			     "spend: the usage event of %s could not be built (%s); the change is "
+			     "written without it",
+			     req->correlation_id, lt_strerror(b.err));
+	/* The change (a settle, a release) must not be dropped for a passing
+	 * reason: a full writer queue, or a commit that failed (it rolled
+	 * everything back, so running it again is safe). */
+	enum lt_err e = LT_OK;
+	for (int attempt = 0; attempt < RUN_EVENT_TRIES; attempt++) {
+		if (attempt) {
+			struct timespec ts = {0, (long)(10L << attempt) * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+		e = lt_writer_run(&req->srv->writer, op_event, op);
+		if (e != LT_EBUSY && e != LT_EIO)
+			break;
+	}
 	lt_buf_release(&b);
 	return e;
 }

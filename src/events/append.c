@@ -430,8 +430,21 @@ enum lt_err lt_evlog_append(struct lt_evlog *l, struct lt_event *ev, size_t n)
 	if (e == LT_OK) {
 		pthread_mutex_lock(&l->mu);
 		e = reserve(&b);
-		if (e == LT_OK)
+		if (e == LT_OK) {
 			publish(&b);
+			/* Segments no longer active give up their fds, under mu:
+			 * once published, retention (which holds only mu) may
+			 * free a sealed segment. */
+			for (size_t i = 0; i < b.ntouch; i++) {
+				struct lt_evtouch *tc = &l->touch[i];
+				if (i + 1 == b.ntouch || l->touch[i + 1].t != tc->t) {
+					tc->t->active = tc->s;
+				} else if (tc->s->fd >= 0) {
+					close(tc->s->fd);
+					tc->s->fd = -1;
+				}
+			}
+		}
 		pthread_mutex_unlock(&l->mu);
 	}
 	if (e != LT_OK) {
@@ -440,20 +453,11 @@ enum lt_err lt_evlog_append(struct lt_evlog *l, struct lt_event *ev, size_t n)
 		pthread_mutex_unlock(&l->amu);
 		return e;
 	}
-	/* Offsets out; segments no longer active give up their fds. */
+	/* Offsets out. */
 	for (size_t k = 0; k < b.nslots; k++) {
 		const struct lt_evslot *sl = &l->slots[k];
 		for (size_t j = 0; j < sl->count; j++)
 			ev[l->order[sl->first + j]].offset = sl->start + j;
-	}
-	for (size_t i = 0; i < b.ntouch; i++) {
-		struct lt_evtouch *tc = &l->touch[i];
-		if (i + 1 == b.ntouch || l->touch[i + 1].t != tc->t) {
-			tc->t->active = tc->s;
-		} else if (tc->s->fd >= 0) {
-			close(tc->s->fd);
-			tc->s->fd = -1;
-		}
 	}
 	pthread_mutex_unlock(&l->amu);
 	return LT_OK;

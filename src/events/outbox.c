@@ -99,6 +99,53 @@ enum lt_err lt_outbox_mark(sqlite3 *db, int64_t up_to, int64_t now_ms, int64_t *
 	return e;
 }
 
+enum lt_err lt_outbox_mark_topic(sqlite3 *db, const char *topic, int64_t up_to, int64_t now_ms,
+				 int64_t *n)
+{
+	if (!db || !topic)
+		return LT_EINVAL;
+	sqlite3_stmt *st;
+	enum lt_err e = lt_stmt_prep(db,
+				     "UPDATE outbox SET published_at = ?3 "
+				     "WHERE published_at IS NULL AND id <= ?1 AND topic = ?2",
+				     &st);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, up_to);
+	lt_stmt_bind_str(st, 2, topic);
+	sqlite3_bind_int64(st, 3, now_ms);
+	int changes = 0;
+	e = lt_stmt_run(db, st, &changes);
+	if (n)
+		*n = changes;
+	return e;
+}
+
+enum lt_err lt_outbox_reserve_ids(sqlite3 *db, int64_t min_id)
+{
+	if (!db || min_id < 0)
+		return LT_EINVAL;
+	sqlite3_stmt *st;
+	/* sqlite_sequence has the row once the table had one; insert it
+	 * otherwise */
+	enum lt_err e = lt_stmt_prep(db,
+				     "UPDATE sqlite_sequence SET seq = max(seq, ?1) "
+				     "WHERE name = 'outbox'",
+				     &st);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, min_id);
+	int changes = 0;
+	e = lt_stmt_run(db, st, &changes);
+	if (e || changes || min_id == 0)
+		return e;
+	e = lt_stmt_prep(db, "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?1)", &st);
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, min_id);
+	return lt_stmt_run(db, st, NULL);
+}
+
 static enum lt_err stat_row(sqlite3_stmt *st, void *arg)
 {
 	struct lt_outbox_stat *o = arg;

@@ -57,6 +57,17 @@ enum lt_err lt_outbox_pending(struct sqlite3 *db, int64_t after_id, size_t max,
  * NULL) = rows marked.  A writer operation. */
 enum lt_err lt_outbox_mark(struct sqlite3 *db, int64_t up_to, int64_t now_ms, int64_t *n);
 
+/* The same for the rows of one topic only (the relay's recovery: each
+ * topic's file holds a prefix of its rows in id order, so "id <= the
+ * topic's largest event id in the log" is exactly what is in the log). */
+enum lt_err lt_outbox_mark_topic(struct sqlite3 *db, const char *topic, int64_t up_to,
+				 int64_t now_ms, int64_t *n);
+
+/* Make sure no future row gets an id <= min_id (after a database restored
+ * from a copy older than the event log, or commits lost with the machine:
+ * new rows must not reuse ids already in the log).  A writer operation. */
+enum lt_err lt_outbox_reserve_ids(struct sqlite3 *db, int64_t min_id);
+
 struct lt_outbox_stat {
 	int64_t pending;	    /* rows not yet in the log */
 	int64_t oldest_pending_ms;  /* created_at of the oldest pending row; 0 if none */

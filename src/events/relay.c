@@ -2,9 +2,12 @@
  * relay.c — outbox rows to the event log.  See relay.h.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "events/evlog.h"
 #include "events/outbox.h"
@@ -97,6 +100,24 @@ static bool mark(struct lt_relay *r)
 	return true;
 }
 
+/* Make the commits of the rows just read durable before their events are:
+ * with synchronous=NORMAL a WAL commit is not synced, and an event in the
+ * (synced) log whose row a power loss took back would be a phantom.
+ * fdatasync of the WAL file through our own descriptor syncs the file, so
+ * every commit in it is durable after this.  No WAL file: nothing to do
+ * (the rows were checkpointed, and checkpoints sync). */
+static enum lt_err sync_wal(struct lt_relay *r)
+{
+	if (!r->wal_path)
+		return LT_OK;
+	int fd = open(r->wal_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? LT_OK : LT_EIO;
+	int rc = fdatasync(fd);
+	close(fd);
+	return rc == 0 ? LT_OK : LT_EIO;
+}
+
 /* Append one batch.  *more: a full batch was read (there may be more). */
 static enum lt_err pass_once(struct lt_relay *r, struct pass *p, bool *more)
 {
@@ -114,7 +135,9 @@ static enum lt_err pass_once(struct lt_relay *r, struct pass *p, bool *more)
 	int64_t t = now_ms(r);
 	for (size_t i = 0; i < p->n; i++)
 		p->ev[i].time_ms = t;
-	e = lt_evlog_append(r->evlog, p->ev, p->n);
+	e = sync_wal(r);
+	if (!e)
+		e = lt_evlog_append(r->evlog, p->ev, p->n);
 	if (!e) {
 		r->last_id = (int64_t)p->ev[p->n - 1].event_id;
 		atomic_fetch_add(&r->published, p->n);
@@ -203,6 +226,100 @@ static void *relay_main(void *arg)
 	return NULL;
 }
 
+/* ---- recovery ---- */
+
+/* The largest event id of each topic: its last record's (a topic's
+ * records are in id order). */
+struct topic_max {
+	char name[LT_EV_TOPIC_MAX + 1];
+	uint64_t end;
+	int64_t max_id;
+};
+
+struct recovery {
+	struct lt_relay *r;
+	struct topic_max *t;
+	size_t n, cap;
+	enum lt_err err;
+	int64_t max_id, now_ms, marked;
+};
+
+static void collect_topic(void *arg, const struct lt_evlog_topic_stat *st)
+{
+	struct recovery *rc = arg;
+	if (rc->err || st->end == 0)
+		return;
+	if (rc->n == rc->cap) {
+		size_t cap = rc->cap ? rc->cap * 2 : 8;
+		struct topic_max *t = realloc(rc->t, cap * sizeof *t);
+		if (!t) {
+			rc->err = LT_ENOMEM;
+			return;
+		}
+		rc->t = t;
+		rc->cap = cap;
+	}
+	struct topic_max *m = &rc->t[rc->n++];
+	snprintf(m->name, sizeof m->name, "%s", st->name);
+	m->end = st->end;
+	m->max_id = 0;
+}
+
+static enum lt_err last_id_of(void *arg, const struct lt_event *ev)
+{
+	*(int64_t *)arg = (int64_t)ev->event_id;
+	return LT_OK;
+}
+
+static enum lt_err op_recover(struct sqlite3 *db, void *arg)
+{
+	struct recovery *rc = arg;
+	enum lt_err e = lt_outbox_reserve_ids(db, rc->max_id);
+	for (size_t i = 0; !e && i < rc->n; i++) {
+		int64_t n = 0;
+		e = lt_outbox_mark_topic(db, rc->t[i].name, rc->t[i].max_id, rc->now_ms, &n);
+		rc->marked += n;
+	}
+	return e;
+}
+
+/* After a crash: a batch's topics are written and synced one file after
+ * another, so a topic may hold rows of a batch whose other topics were
+ * lost.  Each topic's file holds a prefix of its rows in id order, so
+ * marking, per topic, the rows up to that topic's largest event id marks
+ * exactly what is in the log; the rest stays pending and is appended
+ * again.  Ids are reserved up to the largest in the log so no new row can
+ * reuse one (a database restored from an older copy). */
+static enum lt_err recover(struct lt_relay *r)
+{
+	struct recovery rc = {.r = r, .now_ms = now_ms(r)};
+	enum lt_err e = lt_evlog_stat(r->evlog, collect_topic, &rc);
+	if (!e)
+		e = rc.err;
+	for (size_t i = 0; !e && i < rc.n; i++) {
+		struct topic_max *m = &rc.t[i];
+		e = lt_evlog_read(r->evlog, m->name, m->end - 1, 1, last_id_of, &m->max_id, NULL);
+		if (m->max_id > rc.max_id)
+			rc.max_id = m->max_id;
+	}
+	if (!e)
+		e = lt_writer_run(r->writer, op_recover, &rc);
+	free(rc.t);
+	if (e) {
+		lt_log_error(r->log, "relay: recovering the outbox against the log failed: %s",
+			     lt_strerror(e));
+		return e;
+	}
+	r->last_id = 0; /* pending rows are exactly those not in the log */
+	r->marked_id = 0;
+	if (rc.max_id)
+		lt_log_info(r->log,
+			    "relay: the event log holds events up to id %lld (%lld outbox row(s) "
+			    "found already published)",
+			    (long long)rc.max_id, (long long)rc.marked);
+	return LT_OK;
+}
+
 enum lt_err lt_relay_start(struct lt_relay *r)
 {
 	if (!r->evlog || !r->writer || !r->readers || !r->clock || !r->log || r->poll_ms < 1 ||
@@ -210,13 +327,9 @@ enum lt_err lt_relay_start(struct lt_relay *r)
 		return LT_EINVAL;
 	r->kicked = r->stop = false;
 	atomic_store(&r->started, false);
-	r->last_id = (int64_t)lt_evlog_max_event_id(r->evlog);
-	r->marked_id = 0;
-	if (!mark(r))
-		return LT_EIO;
-	if (r->last_id)
-		lt_log_info(r->log, "relay: events up to id %lld are in the log",
-			    (long long)r->last_id);
+	enum lt_err e = recover(r);
+	if (e)
+		return e;
 	if (pthread_mutex_init(&r->mu, NULL))
 		return LT_ENOMEM;
 	pthread_condattr_t ca;

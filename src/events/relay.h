@@ -10,9 +10,15 @@
  * writable it retries with doubling backoff (up to 5 s), losing nothing:
  * the rows stay pending.
  *
- * Crash between append and mark: at start the relay marks every row up to
- * the log's largest event id published, so no row is appended twice; a
- * consumer that sees an event id twice (it cannot, but) can recognise it.
+ * Crash between append and mark: at start the relay marks, per topic, the
+ * rows up to that topic's largest event id in the log published (a batch's
+ * topics are separate files, synced one after another, so a crash can keep
+ * one topic's part of a batch and lose another's), and reserves ids up to
+ * the log's largest so no new row reuses one; no row is appended twice.
+ *
+ * Durability: before appending, the relay fdatasyncs leaky.db's WAL, so a
+ * row's commit is durable before its event is (synchronous=NORMAL does not
+ * sync commits): no event can outlive its change in a power loss.
  *
  * Order: rows are appended in id order, and ids are assigned in commit
  * order (SQLite has one writer at a time), so the order per aggregate (and
@@ -44,8 +50,9 @@ struct lt_relay {
 	struct lt_dbpool *readers;
 	struct lt_clock *clock;
 	struct lt_log *log;
-	int64_t poll_ms; /* backstop period, >= 1 */
-	size_t batch;	 /* rows per append, 1..4096 */
+	const char *wal_path; /* leaky.db's WAL file, synced before each append; NULL: not */
+	int64_t poll_ms;      /* backstop period, >= 1 */
+	size_t batch;	      /* rows per append, 1..4096 */
 	/* optional: told each appended event's commit-to-log delay (append
 	 * time − the row's created_at, ms), on the relay thread */
 	void (*observe)(void *arg, int64_t lag_ms);
