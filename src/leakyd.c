@@ -25,6 +25,8 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "analytics/schema.h"
+#include "analytics/store.h"
 #include "api/handlers.h"
 #include "conf/config.h"
 #include "events/evlog.h"
@@ -139,6 +141,52 @@ static void observe_event_lag(void *arg, int64_t lag_ms)
 			     (double)(lag_ms < 0 ? 0 : lag_ms) / 1000.0);
 }
 
+/* analytics.db (migrated), its ingest thread and its reader pool. */
+static int start_analytics(struct lt_server *srv, const struct lt_config *cfg)
+{
+	char err[LT_DB_ERR_MAX] = "";
+	const char *dir = cfg->storage_data_dir;
+	enum lt_err e = lt_an_db_open(dir, false, (int)cfg->storage_sqlite_synchronous,
+				      (int)cfg->storage_busy_timeout_ms, &srv->analytics_db, err);
+	if (e) {
+		lt_log_error(&srv->log, "analytics.db: %s", err[0] ? err : lt_strerror(e));
+		return e == LT_ESCHEMA ? EX_DATAERR : EX_IOERR;
+	}
+	struct lt_an_ingest *g = &srv->ingest;
+	g->evlog = srv->evlog;
+	g->db = srv->analytics_db;
+	g->clock = &srv->clock;
+	g->log = &srv->log;
+	g->poll_ms = cfg->analytics_ingest_poll_ms;
+	g->batch = (size_t)cfg->analytics_ingest_batch;
+	char path[LT_CFG_STR_MAX + 32];
+	if ((e = lt_an_ingest_init(g)) != LT_OK) {
+		lt_log_error(&srv->log, "analytics ingest: %s", lt_strerror(e));
+		lt_db_close(srv->analytics_db);
+		srv->analytics_db = NULL;
+		return EX_SOFTWARE;
+	}
+	if (lt_datadir_path(dir, LT_ANALYTICS_DB, path, sizeof path) ||
+	    lt_dbpool_open(&srv->analytics_readers, path, (size_t)cfg->analytics_readers,
+			   (int)cfg->storage_busy_timeout_ms, err)) {
+		lt_log_error(&srv->log, "analytics.db readers: %s", err);
+		lt_an_ingest_release(g);
+		lt_db_close(srv->analytics_db);
+		srv->analytics_db = NULL;
+		return EX_IOERR;
+	}
+	if ((e = lt_an_ingest_start(g)) != LT_OK) {
+		lt_log_error(&srv->log, "analytics ingest thread: %s", lt_strerror(e));
+		lt_dbpool_close(&srv->analytics_readers);
+		lt_an_ingest_release(g);
+		lt_db_close(srv->analytics_db);
+		srv->analytics_db = NULL;
+		return EX_OSERR;
+	}
+	srv->analytics_open = true;
+	return 0;
+}
+
 /* The relay, once the readers exist (after auth). */
 static int start_relay(struct lt_server *srv, const struct lt_config *cfg)
 {
@@ -241,6 +289,8 @@ static int open_storage(struct lt_server *srv, const struct lt_config *cfg)
 	int rc = open_events(srv, cfg);
 	if (!rc)
 		rc = start_relay(srv, cfg);
+	if (!rc)
+		rc = start_analytics(srv, cfg);
 	if (rc)
 		return rc;
 	/* the purchase sagas' workers, resuming what the last run left */
@@ -569,6 +619,16 @@ int main(int argc, char **argv)
 	}
 	/* the last outbox rows, while the writer and the readers still run */
 	lt_relay_stop(&srv.relay);
+	if (srv.analytics_open) {
+		lt_an_ingest_stop(&srv.ingest);
+		if (atomic_load(&srv.inflight) == 0) { /* else handlers may still read */
+			lt_dbpool_close(&srv.analytics_readers);
+			lt_an_ingest_release(&srv.ingest);
+			lt_db_close(srv.analytics_db);
+			srv.analytics_db = NULL;
+			srv.analytics_open = false;
+		}
+	}
 	if (atomic_load(&srv.inflight) == 0) /* else handlers may still use it */
 		lt_auth_close(&srv.auth);
 	lt_writer_stop(&srv.writer);

@@ -94,6 +94,15 @@ enum lt_err lt_observe_register(struct lt_server *srv, const char *version)
 	static const char *const status[] = {"status"};
 	REG(LT_METRIC_GAUGE, "leaky_sagas", "Purchase sagas by status (all, final ones included).",
 	    1, status, 0, NULL, 8, &m->sagas);
+	REG(LT_METRIC_COUNTER, "leaky_analytics_events_total",
+	    "Usage events the analytics ingest consumed, by outcome (ingested, duplicate, bad, "
+	    "skipped by retention).",
+	    1, outcome, 0, NULL, 4, &m->an_events);
+	REG(LT_METRIC_GAUGE, "leaky_analytics_lag_events",
+	    "Usage events in the log not yet in analytics.db.", 0, NULL, 0, NULL, 1, &m->an_lag);
+	REG(LT_METRIC_COUNTER, "leaky_analytics_failures_total",
+	    "Analytics ingest batches rolled back (retried).", 0, NULL, 0, NULL, 1,
+	    &m->an_failures);
 	REG(LT_METRIC_GAUGE, "leaky_events_end_offset", "Next offset of each event log topic.", 1,
 	    topic, 0, NULL, 64, &m->events_end);
 
@@ -120,9 +129,35 @@ static void observe_topic(void *arg, const struct lt_evlog_topic_stat *st)
 }
 
 /* Outbox depth and age (a reader connection), relay counters, topic ends. */
+static void store_counter(struct lt_server *srv, struct lt_metric_family *f, const char *label,
+			  uint64_t v)
+{
+	const char *l[] = {label};
+	struct lt_series *c = lt_metric_series(&srv->metrics, f, label ? l : NULL);
+	if (c)
+		atomic_store(&c->value, v);
+}
+
+/* The analytics ingest's counters (atomics, any thread). */
+static void observe_analytics(struct lt_server *srv)
+{
+	struct lt_server_metrics *m = &srv->m;
+	if (!srv->analytics_open)
+		return;
+	const struct lt_an_ingest_stats *st = &srv->ingest.stats;
+	store_counter(srv, m->an_events, "ingested", atomic_load(&st->events));
+	store_counter(srv, m->an_events, "duplicate", atomic_load(&st->duplicates));
+	store_counter(srv, m->an_events, "bad", atomic_load(&st->bad));
+	store_counter(srv, m->an_events, "skipped", atomic_load(&st->skipped));
+	store_counter(srv, m->an_failures, NULL, atomic_load(&st->failures));
+	lt_gauge_set(lt_metric_series(&srv->metrics, m->an_lag, NULL),
+		     (double)lt_an_ingest_lag(&srv->ingest));
+}
+
 static void observe_events(struct lt_server *srv)
 {
 	struct lt_server_metrics *m = &srv->m;
+	observe_analytics(srv);
 	struct lt_series *c = lt_metric_series(&srv->metrics, m->events_published, NULL);
 	if (c)
 		atomic_store(&c->value, atomic_load(&srv->relay.published));

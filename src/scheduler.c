@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <time.h>
 
+#include "analytics/store.h"
 #include "conf/config.h"
 #include "saga/runner.h"
 #include "events/evlog.h"
@@ -39,6 +40,20 @@ static void events_maintenance(struct lt_server *srv, const struct lt_config *cf
 			    removed);
 	if (!lt_server_is_ready(srv))
 		return;
+	/* analytics: whole day tables past [analytics] retention_days */
+	struct sqlite3 *an = NULL;
+	char err[LT_DB_ERR_MAX];
+	size_t dropped = 0;
+	if (srv->analytics_open &&
+	    lt_an_db_open(cfg->storage_data_dir, false, (int)cfg->storage_sqlite_synchronous,
+			  (int)cfg->storage_busy_timeout_ms, &an, err) == LT_OK) {
+		if (lt_an_retain(an, now_ms, cfg->analytics_retention_days, &dropped) == LT_OK &&
+		    dropped)
+			lt_log_info(&srv->log,
+				    "scheduler: analytics retention dropped %zu day table(s)",
+				    dropped);
+		lt_db_close(an);
+	}
 	struct prune_op p = {now_ms - cfg->events_outbox_retention_hours * 3600 * INT64_C(1000), 0};
 	if (lt_writer_run(&srv->writer, op_prune, &p) == LT_OK && p.n)
 		lt_log_debug(&srv->log, "scheduler: pruned %lld published outbox row(s)",

@@ -36,8 +36,10 @@
 
 #include "auth/auth.h"
 #include "conf/config.h"
+#include "analytics/ingest.h"
 #include "events/relay.h"
 #include "provider/registry.h"
+#include "store/dbpool.h"
 #include "store/writer.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -115,7 +117,10 @@ struct lt_server_metrics {
 	struct lt_metric_family *relay_lag;
 	struct lt_metric_family *relay_event_lag; /* histogram */
 	struct lt_metric_family *events_end;	  /* topic */
-	struct lt_metric_family *sagas;		  /* status */
+	struct lt_metric_family *sagas;
+	struct lt_metric_family *an_events; /* outcome: ingested, duplicate, bad, skipped */
+	struct lt_metric_family *an_lag;
+	struct lt_metric_family *an_failures; /* status */
 };
 
 struct lt_server {
@@ -139,12 +144,16 @@ struct lt_server {
 	struct sqlite3 *db;		    /* the writer's connection */
 	struct lt_writer writer;
 	struct lt_kv *kv;
-	struct lt_auth auth;	      /* valid once LT_READY_AUTH is set */
-	struct lt_registry providers; /* provider state and the resilient call */
-	struct lt_stubs *stubs;	      /* the built-in stubs, NULL when off */
-	struct lt_evlog *evlog;	      /* the event log (events/log.h) */
-	struct lt_relay relay;	      /* outbox → event log (events/relay.h) */
-	struct lt_sagas *sagas;	      /* purchase sagas (saga/runner.h), NULL until started */
+	struct lt_auth auth;		    /* valid once LT_READY_AUTH is set */
+	struct lt_registry providers;	    /* provider state and the resilient call */
+	struct lt_stubs *stubs;		    /* the built-in stubs, NULL when off */
+	struct lt_evlog *evlog;		    /* the event log (events/log.h) */
+	struct lt_relay relay;		    /* outbox → event log (events/relay.h) */
+	struct lt_sagas *sagas;		    /* purchase sagas (saga/runner.h), NULL until started */
+	struct sqlite3 *analytics_db;	    /* the ingest's analytics.db connection */
+	struct lt_an_ingest ingest;	    /* token-usage → analytics.db (analytics/ingest.h) */
+	struct lt_dbpool analytics_readers; /* analytics.db readers (api/analytics.c) */
+	bool analytics_open;		    /* the three above exist */
 
 	atomic_uint ready;
 	atomic_int inflight;

@@ -42,6 +42,12 @@ void lt_api_admin_saga_get(struct lt_req *req);
 void lt_api_admin_saga_retry(struct lt_req *req);
 void lt_api_admin_saga_compensate(struct lt_req *req);
 void lt_api_admin_events(struct lt_req *req);
+void lt_api_analytics_health(struct lt_req *req);
+void lt_api_analytics_usage(struct lt_req *req);
+void lt_api_analytics_report(struct lt_req *req);
+void lt_api_analytics_anomalies(struct lt_req *req);
+void lt_api_analytics_cost(struct lt_req *req);
+void lt_api_analytics_user_daily(struct lt_req *req);
 void lt_api_admin_feature_set(struct lt_req *req);
 void lt_api_admin_provider_reset(struct lt_req *req);
 

@@ -620,12 +620,24 @@ enum lt_err lt_upstream_do(struct lt_upstream *u, const struct lt_upstream_req *
 	}
 	struct sink s = {.on_body = on_body, .arg = arg, .stream_2xx_only = rq->stream_2xx_only};
 	lt_buf_init(&s.body, NULL, 0, rq->max_body);
+	char sent_why[sizeof resp->why] = ""; /* why the first copy got no answer */
 	for (int attempt = 0;; attempt++) {
 		struct conn c;
 		bool reused = attempt == 0 && pool_take(u, &c);
 		if (!reused) {
 			err = conn_open(u, earliest(rq->connect_deadline_ns, rq->deadline_ns), &c,
 					resp->why, sizeof resp->why);
+			if (err && attempt > 0) {
+				/* The resend could not connect, but the first copy went
+				 * out on the reused connection and may have reached the
+				 * server: report that ("sent, no answer"), not a connect
+				 * error (which says nothing was sent). */
+				char cwhy[sizeof resp->why];
+				snprintf(cwhy, sizeof cwhy, "%s", resp->why);
+				whyf(resp->why, sizeof resp->why, "%s; the resend failed: %s",
+				     sent_why, cwhy);
+				err = LT_ECLOSED;
+			}
 			if (err)
 				break;
 		}
@@ -638,6 +650,7 @@ enum lt_err lt_upstream_do(struct lt_upstream *u, const struct lt_upstream_req *
 			conn_close(&c);
 		if (err && reused && retry) {
 			/* The keep-alive close race: nothing was received, resend. */
+			snprintf(sent_why, sizeof sent_why, "%s", resp->why);
 			memset(resp, 0, sizeof *resp);
 			resp->retry_after_s = -1;
 			lt_buf_reset(&s.body);

@@ -24,7 +24,9 @@
  * Errors: LT_ECONNECT (resolve or connect failed or timed out), LT_ETLS
  * (handshake or certificate), LT_ETIMEOUT (first byte or total deadline),
  * LT_EPROTO (malformed response), LT_ETOOBIG (response over its limit),
- * LT_ECLOSED (peer closed mid-response), or whatever on_body returned.
+ * LT_ECLOSED (peer closed mid-response, or a request sent on a reused
+ * connection got no answer and its resend could not connect: the first copy
+ * may have reached the server), or whatever on_body returned.
  * resp->why holds a one-line human explanation for logs and error bodies.
  *
  * Threads: an lt_upstream is shared by all workers; the pool is guarded by

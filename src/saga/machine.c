@@ -104,6 +104,8 @@ bool lt_saga_sm_valid(const struct lt_saga_sm *s)
 		return false;
 	if ((d & LT_SAGA_DONE_ALLOCATED) && !(d & LT_SAGA_DONE_AUTHORIZED))
 		return false;
+	if ((d & LT_SAGA_DONE_CAPTURE_TRIED) && !(d & LT_SAGA_DONE_ALLOCATED))
+		return false;
 	const unsigned undone = LT_SAGA_DONE_REVERSED | LT_SAGA_DONE_RELEASED;
 	switch (s->state) {
 	case LT_SAGA_STARTED: return (d & ~(unsigned)LT_SAGA_DONE_AUTH_TRIED) == 0;
@@ -113,7 +115,12 @@ bool lt_saga_sm_valid(const struct lt_saga_sm *s)
 		return has(d, LT_SAGA_DONE_AUTHORIZED | LT_SAGA_DONE_ALLOCATED) && !(d & undone);
 	case LT_SAGA_COMPLETED:
 		return has(d, LT_SAGA_DONE_ALLOCATED | LT_SAGA_DONE_CAPTURED) && !(d & undone);
-	case LT_SAGA_COMPENSATING: return !(d & LT_SAGA_DONE_CAPTURED);
+	case LT_SAGA_COMPENSATING:
+		/* after a capture try the payment is released before the
+		 * allocation is reversed */
+		return !(d & LT_SAGA_DONE_CAPTURED) &&
+		       !(has(d, LT_SAGA_DONE_CAPTURE_TRIED | LT_SAGA_DONE_REVERSED) &&
+			 !(d & LT_SAGA_DONE_RELEASED));
 	case LT_SAGA_FAILED:
 		return !(d & LT_SAGA_DONE_CAPTURED) &&
 		       (!(d & LT_SAGA_DONE_ALLOCATED) || (d & LT_SAGA_DONE_REVERSED)) &&
@@ -131,12 +138,19 @@ enum lt_saga_action lt_saga_action(const struct lt_saga_sm *s)
 	case LT_SAGA_PAYMENT_RESERVED: return LT_SAGA_ACT_ALLOCATE;
 	case LT_SAGA_TOKENS_ALLOCATED:
 		return (d & LT_SAGA_DONE_CAPTURED) ? LT_SAGA_ACT_COMPLETE : LT_SAGA_ACT_CAPTURE;
-	case LT_SAGA_COMPENSATING:
-		if ((d & LT_SAGA_DONE_ALLOCATED) && !(d & LT_SAGA_DONE_REVERSED))
+	case LT_SAGA_COMPENSATING: {
+		bool reverse = (d & LT_SAGA_DONE_ALLOCATED) && !(d & LT_SAGA_DONE_REVERSED);
+		bool release = (d & LT_SAGA_DONE_AUTH_TRIED) && !(d & LT_SAGA_DONE_RELEASED);
+		/* A capture may have reached the service: release first, so a
+		 * 409 (captured) finds the allocation still standing. */
+		if (release && (d & LT_SAGA_DONE_CAPTURE_TRIED))
+			return LT_SAGA_ACT_RELEASE_PAYMENT;
+		if (reverse)
 			return LT_SAGA_ACT_REVERSE_ALLOCATION;
-		if ((d & LT_SAGA_DONE_AUTH_TRIED) && !(d & LT_SAGA_DONE_RELEASED))
+		if (release)
 			return LT_SAGA_ACT_RELEASE_PAYMENT;
 		return LT_SAGA_ACT_FAIL;
+	}
 	case LT_SAGA_COMPLETED:
 	case LT_SAGA_FAILED:
 	case LT_SAGA_STATE_COUNT: break;
@@ -228,8 +242,14 @@ enum lt_err lt_saga_advance(const struct lt_saga_sm *s, enum lt_saga_action a,
 		if (o == LT_SAGA_OK)
 			land(s, out, LT_SAGA_TOKENS_ALLOCATED, d | LT_SAGA_DONE_CAPTURED,
 			     EV_CAPTURED);
-		else
-			forward_failed(s, d, o, out);
+		else /* only a refusal (4xx, 404) says for sure nothing was
+		      * captured; even an unsent try may follow one cut off by a
+		      * restart, which leaves no outcome behind */
+			forward_failed(s,
+				       o == LT_SAGA_REFUSED || o == LT_SAGA_GONE
+					       ? d
+					       : d | LT_SAGA_DONE_CAPTURE_TRIED,
+				       o, out);
 		break;
 	case LT_SAGA_ACT_COMPLETE:
 		if (o == LT_SAGA_OK)
@@ -246,19 +266,17 @@ enum lt_err lt_saga_advance(const struct lt_saga_sm *s, enum lt_saga_action a,
 	case LT_SAGA_ACT_RELEASE_PAYMENT:
 		if (o == LT_SAGA_OK || o == LT_SAGA_GONE) {
 			land(s, out, LT_SAGA_COMPENSATING, d | LT_SAGA_DONE_RELEASED, EV_RELEASED);
-		} else if (o == LT_SAGA_CONFLICT) {
+		} else if (o == LT_SAGA_CONFLICT && (d & LT_SAGA_DONE_CAPTURE_TRIED)) {
 			/* The payment was captured (a capture whose answer was lost):
-			 * the purchase stands.  Forward again: allocate anew if the
-			 * allocation was reversed (or never made), then complete. */
-			unsigned nd = d | LT_SAGA_DONE_AUTHORIZED | LT_SAGA_DONE_CAPTURED;
-			if ((nd & LT_SAGA_DONE_ALLOCATED) && !(nd & LT_SAGA_DONE_REVERSED))
-				land(s, out, LT_SAGA_TOKENS_ALLOCATED, nd, EV_CAPTURED);
-			else
-				land(s, out, LT_SAGA_PAYMENT_RESERVED,
-				     nd & ~(unsigned)(LT_SAGA_DONE_ALLOCATED |
-						      LT_SAGA_DONE_REVERSED),
-				     EV_CAPTURED);
+			 * the purchase stands.  The release came before the reversal,
+			 * so the allocation stands too: complete with it. */
+			land(s, out, LT_SAGA_TOKENS_ALLOCATED, d | LT_SAGA_DONE_CAPTURED,
+			     EV_CAPTURED);
 		} else {
+			/* A 409 with no capture ever sent that could have worked
+			 * cannot be this saga's capture: retried like any failure
+			 * (never a second grant); an operator sees it in the step
+			 * log. */
 			again(s, d, out);
 		}
 		break;
@@ -283,7 +301,7 @@ enum lt_err lt_saga_compensate(const struct lt_saga_sm *s, struct lt_saga_move *
 		return LT_EDENIED;
 	if (s->state == LT_SAGA_COMPENSATING)
 		return LT_EEXIST;
-	to_compensating(s, s->done, out);
+	to_compensating(s, s->done, out); /* CAPTURE_TRIED, if set, carries over */
 	return LT_OK;
 }
 

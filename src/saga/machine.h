@@ -5,8 +5,9 @@
  *           TOKENS_ALLOCATED --capture--> (captured) --complete--> COMPLETED
  * Failure:  any forward step refused, or failing LT_SAGA_FORWARD_TRIES times
  *           in a row, enters COMPENSATING; every completed step is then
- *           undone in reverse (reverse the allocation, release the payment)
- *           and the saga ends FAILED.  Compensation steps (and complete and
+ *           undone in reverse (reverse the allocation, release the payment;
+ *           the other way round after a capture try, below) and the saga
+ *           ends FAILED.  Compensation steps (and complete and
  *           fail, which only write the database) are retried until they
  *           succeed, with a backoff capped by the caller.
  *
@@ -24,10 +25,23 @@
  * payment too (the orchestrator replays the authorize to learn its id).
  * One that never left (LT_SAGA_UNSENT: no connection) is retried the same
  * but leaves nothing to release.
- * A release answered 409 means the payment was captured after all (a
- * capture whose answer was lost): the purchase stands, so the saga goes
- * forward again (allocating anew if the allocation had been reversed) and
- * completes.  A captured payment is never compensated.
+ *
+ * Likewise a capture that may have reached the service is remembered
+ * (LT_SAGA_DONE_CAPTURE_TRIED): any failed try but a refusal (4xx, 404)
+ * sets it: a lost answer, a 409 from a twin still in flight, and even an
+ * unsent try, which may follow one cut off by a restart (that leaves no
+ * outcome).  An admin compensate keeps it.  Compensation then releases the
+ * payment BEFORE reversing the allocation: a release answered 409 means
+ * the payment was captured after all, so the purchase stands and the saga
+ * goes forward to TOKENS_ALLOCATED (captured) and completes with its one
+ * allocation, never reversed; a release that succeeds is followed by the
+ * reversal, and the saga fails.  Without the bit the order is the
+ * documented one (reverse, then release), and a release answered 409 is
+ * retried like a failure: no capture of this saga should have taken effect
+ * (the one gap: a capture cut off by a restart, then compensated by an
+ * admin before it was tried again), and the tokens are never granted
+ * twice.  So the allocation is made at most once, a captured payment is
+ * never compensated, and a COMPLETED saga was never reversed.
  *
  * Pure: no I/O, no clock, no allocation.  Thread-safe (no state).
  */
@@ -52,13 +66,14 @@ enum lt_saga_state {
 
 /* Completed steps (bits of lt_saga_sm.done). */
 enum {
-	LT_SAGA_DONE_AUTH_TRIED = 1 << 0, /* an authorize may have taken effect */
-	LT_SAGA_DONE_AUTHORIZED = 1 << 1, /* the payment is authorized (its id is known) */
-	LT_SAGA_DONE_ALLOCATED = 1 << 2,  /* the tokens were granted */
-	LT_SAGA_DONE_CAPTURED = 1 << 3,	  /* the payment was captured */
-	LT_SAGA_DONE_REVERSED = 1 << 4,	  /* the allocation was undone */
-	LT_SAGA_DONE_RELEASED = 1 << 5,	  /* the payment was released (or never existed) */
-	LT_SAGA_DONE_ALL = (1 << 6) - 1,
+	LT_SAGA_DONE_AUTH_TRIED = 1 << 0,    /* an authorize may have taken effect */
+	LT_SAGA_DONE_AUTHORIZED = 1 << 1,    /* the payment is authorized (its id is known) */
+	LT_SAGA_DONE_ALLOCATED = 1 << 2,     /* the tokens were granted */
+	LT_SAGA_DONE_CAPTURED = 1 << 3,	     /* the payment was captured */
+	LT_SAGA_DONE_REVERSED = 1 << 4,	     /* the allocation was undone */
+	LT_SAGA_DONE_RELEASED = 1 << 5,	     /* the payment was released (or never existed) */
+	LT_SAGA_DONE_CAPTURE_TRIED = 1 << 6, /* a capture may have reached the service */
+	LT_SAGA_DONE_ALL = (1 << 7) - 1,
 };
 
 enum lt_saga_action {
@@ -127,8 +142,11 @@ const char *lt_saga_step_status_name(enum lt_saga_step_status s);
 const char *lt_saga_outcome_name(enum lt_saga_outcome o);
 
 /* A consistent stored value: state in range, known bits only, and bits
- * that fit the state (e.g. ALLOCATED implies AUTHORIZED; COMPLETED implies
- * CAPTURED).  The store refuses anything else as LT_ECORRUPT. */
+ * that fit the state (e.g. ALLOCATED implies AUTHORIZED; CAPTURE_TRIED
+ * implies ALLOCATED; COMPLETED implies CAPTURED; COMPENSATING never has
+ * CAPTURE_TRIED and REVERSED without RELEASED).  The store refuses anything
+ * else as LT_ECORRUPT.  (PAYMENT_RESERVED with CAPTURED, written by older
+ * versions after a 409 release, stays valid: it allocates and completes.) */
 bool lt_saga_sm_valid(const struct lt_saga_sm *s);
 
 /* The next action for s (LT_SAGA_ACT_NONE when final). */

@@ -146,8 +146,12 @@ out:
 
 enum lt_saga_outcome lt_payment_outcome(enum lt_pay_op op, enum lt_err err, int status)
 {
-	if (err == LT_ECONNECT || err == LT_ETLS)
-		return LT_SAGA_UNSENT; /* the request never left */
+	/* Only a connect error says the request never left: upstream reports a
+	 * resend whose connect failed as LT_ECLOSED (the first copy went out).
+	 * LT_ETLS may come after the request was written: it may have
+	 * happened. */
+	if (err == LT_ECONNECT)
+		return LT_SAGA_UNSENT;
 	if (err != LT_OK)
 		return LT_SAGA_RETRY; /* no answer: it may or may not have happened */
 	if (status >= 200 && status <= 299)

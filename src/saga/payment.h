@@ -12,10 +12,13 @@
  * answered again without a second effect: retries never double-charge.
  *
  * Outcomes (machine.h): a 2xx whose body parses and matches the request is
- * LT_SAGA_OK; no connection (connect or TLS handshake failed) is
- * LT_SAGA_UNSENT (nothing happened); a time-out, a connection lost after
- * sending, a malformed or mismatching answer, 408, 425, 429 and 5xx are
- * LT_SAGA_RETRY (the call may have taken effect); 409 on capture or release is LT_SAGA_CONFLICT (the payment is
+ * LT_SAGA_OK; no connection (LT_ECONNECT: connect failed before anything
+ * was sent) is LT_SAGA_UNSENT (nothing happened); a time-out, a connection
+ * lost after sending (also when upstream's resend of it could not
+ * connect), a TLS error (it may come after the request was written), a
+ * malformed or mismatching answer, 408, 425, 429 and 5xx are
+ * LT_SAGA_RETRY (the call may have taken effect); 409 on capture or
+ * release is LT_SAGA_CONFLICT (the payment is
  * already released or captured), 404 on them LT_SAGA_GONE; any other
  * status is LT_SAGA_REFUSED.  lt_payment_outcome and
  * lt_payment_parse_answer are pure (tests/fuzz/fuzz_payment_answer.c).

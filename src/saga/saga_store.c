@@ -56,6 +56,38 @@ enum lt_err lt_saga_amount(int64_t tokens, int64_t price_per_1m, int64_t *out)
 	return LT_OK;
 }
 
+/* The done column holds six bits (schema.sql: CHECK done BETWEEN 0 AND
+ * 63).  LT_SAGA_DONE_CAPTURE_TRIED (bit 6) is kept in a bit its state
+ * never uses otherwise: RELEASED in TOKENS_ALLOCATED and COMPLETED,
+ * CAPTURED in COMPENSATING and FAILED (lt_saga_sm_valid).  Rows written
+ * before the bit existed never have those, so they read as before. */
+static unsigned capture_tried_slot(enum lt_saga_state st)
+{
+	switch (st) {
+	case LT_SAGA_TOKENS_ALLOCATED:
+	case LT_SAGA_COMPLETED: return LT_SAGA_DONE_RELEASED;
+	case LT_SAGA_COMPENSATING:
+	case LT_SAGA_FAILED: return LT_SAGA_DONE_CAPTURED;
+	default: return 0;
+	}
+}
+
+static int64_t done_to_column(const struct lt_saga_sm *sm)
+{
+	unsigned d = sm->done & ~(unsigned)LT_SAGA_DONE_CAPTURE_TRIED;
+	if (sm->done & LT_SAGA_DONE_CAPTURE_TRIED)
+		d |= capture_tried_slot(sm->state); /* valid: never 0 here */
+	return d;
+}
+
+static unsigned done_from_column(enum lt_saga_state st, unsigned col)
+{
+	unsigned slot = capture_tried_slot(st);
+	if (slot && (col & slot))
+		return (col & ~slot) | LT_SAGA_DONE_CAPTURE_TRIED;
+	return col;
+}
+
 static bool id_ok(const char *s)
 {
 	return s && strlen(s) == LT_UUID_LEN - 1 && lt_uuid_valid(s, LT_UUID_LEN - 1);
@@ -90,9 +122,9 @@ static enum lt_err read_saga(sqlite3_stmt *st, struct lt_saga *s)
 	if (!status || lt_saga_state_parse(status, &s->sm.state))
 		return LT_ECORRUPT;
 	int64_t done = sqlite3_column_int64(st, 9), attempts = sqlite3_column_int64(st, 12);
-	if (done < 0 || done > LT_SAGA_DONE_ALL || attempts < 0 || attempts > 1000000000)
+	if (done < 0 || done > 63 || attempts < 0 || attempts > 1000000000)
 		return LT_ECORRUPT;
-	s->sm.done = (unsigned)done;
+	s->sm.done = done_from_column(s->sm.state, (unsigned)done);
 	s->sm.attempts = (int)attempts;
 	lt_stmt_copy_col(st, 10, s->payment_id, sizeof s->payment_id);
 	lt_stmt_copy_col(st, 11, s->failure_reason, sizeof s->failure_reason);
@@ -439,7 +471,7 @@ static enum lt_err saga_write(sqlite3 *db, struct lt_saga *s, int64_t read_versi
 	lt_stmt_bind_str(st, 1, s->id);
 	sqlite3_bind_int64(st, 2, read_version);
 	lt_stmt_bind_str(st, 3, lt_saga_state_name(s->sm.state));
-	sqlite3_bind_int64(st, 4, s->sm.done);
+	sqlite3_bind_int64(st, 4, done_to_column(&s->sm));
 	sqlite3_bind_int64(st, 5, s->sm.attempts);
 	sqlite3_bind_int64(st, 6, s->next_attempt_ms);
 	lt_stmt_bind_str(st, 7, s->payment_id[0] ? s->payment_id : NULL);

@@ -8,7 +8,11 @@ the payment stub of a `leakyd --stubs-only` process:
     run out; unreachable), at capture (declined), and timing out (a stub
     delay longer than [payment] timeout_ms): FAILED, nothing credited (or the
     tokens removed with a ledger row), the payment released at the stub; a
-    capture timing out ends consistently either way;
+    capture timing out ends consistently either way (the ledger agrees with
+    the end reached); a capture whose answers are lost but which did
+    capture, with the release failing meanwhile: the release (tried before
+    the reversal) answers 409 and the saga completes with its one grant,
+    never reversed;
   - idempotency: the same key and payload name the same saga with no second
     effect (also when 8 requests race), another payload is 409, a key over
     100 characters is 400;
@@ -356,13 +360,56 @@ def test_capture_timing_out_ends_consistently(gw_short, stubs):
     s = wait_final(gw, adm["h"], sid)
     p = payment(stubs, s["paymentId"])
     q = quota(gw, u["h"], u["userId"])
+    rows = ledger(gw, sid)
+    ev = events(gw, sid)
     if s["status"] == "COMPLETED":
         assert p["status"] == "CAPTURED", (s, p)
         assert q["remainingTokens"] == 321, q
+        # one grant, never reversed
+        assert rows == [("grant", 321, f"purchase {sid}")], rows
+        assert "TOKEN_ALLOCATION_REVERSED" not in ev, ev
     else:
         assert p["status"] == "RELEASED", (s, p)
         assert q["remainingTokens"] == 0, q
-    assert sum(d for _, d, _ in ledger(gw, sid)) == q["remainingTokens"]
+        # the one grant, then its reversal
+        assert rows == [("grant", 321, f"purchase {sid}"),
+                        ("adjust", -321, f"purchase {sid} compensated")], rows
+        assert ev.count("TOKEN_ALLOCATION_REVERSED") == 1, ev
+    assert ev.count("TOKEN_ALLOCATED") == 1, ev
+    assert sum(d for _, d, _ in rows) == q["remainingTokens"]
+    assert_check_ok(gw.config_path)
+
+
+def test_lost_capture_then_release_conflict_completes_once(gw_short, stubs):
+    """Every capture answer is lost (slower than timeout_ms) but the
+    captures land; the release fails with 503 long enough for them to. The
+    saga compensates releasing first (a capture may have happened): the
+    release answers 409 (captured), so the purchase completes with its one
+    grant: no reversal, no second grant, the ledger checks."""
+    gw = gw_short
+    adm = admin_identity(gw)
+    u = new_user(gw)
+    stubs.fault("/payment/v1/capture", count=3, delay_ms=1500)
+    stubs.fault("/payment/v1/release", count=12, status=503)
+    sid = buy(gw, u, 321)["sagaId"]
+    s = wait_final(gw, adm["h"], sid)
+    assert s["status"] == "COMPLETED", s
+    assert payment(stubs, s["paymentId"])["status"] == "CAPTURED"
+    assert ledger(gw, sid) == [("grant", 321, f"purchase {sid}")]
+    q = quota(gw, u["h"], u["userId"])
+    assert q["remainingTokens"] == 321 and q["totalTokens"] == 321, q
+    assert events(gw, sid) == ["TOKEN_PURCHASE_STARTED", "TOKEN_PAYMENT_RESERVED",
+                               "TOKEN_ALLOCATED", "TOKEN_PURCHASE_COMPENSATING",
+                               "PAYMENT_RELEASE_REQUESTED", "TOKEN_PAYMENT_CAPTURED",
+                               "TOKEN_PURCHASE_COMPLETED"]
+    names = [n for n, _ in step_names(s)]
+    assert "reverse_allocation" not in names, names
+    assert names.count("allocate_tokens") == 1, names
+    assert step_names(s)[-2:] == [("release_payment", "SUCCEEDED"),
+                                  ("complete", "SUCCEEDED")], step_names(s)
+    rel = [x for x in s["steps"] if x["name"] == "release_payment"]
+    assert any(x["status"] == "RETRYING" for x in rel), rel   # the 503s were met
+    assert_check_ok(gw.config_path)
 
 
 def test_payment_service_unreachable(tmp_path, stubs):

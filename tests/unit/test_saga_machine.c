@@ -4,11 +4,14 @@
  * pass, refused, 409, 404); forward steps retried LT_SAGA_FORWARD_TRIES
  * times then compensated; compensation in reverse order (reverse the
  * allocation, release the payment, fail) and retried without end until
- * it succeeds; a release answered 409 (the payment was captured after all)
- * going forward again; admin compensation; the events of each move; the
- * stored-value check; the backoff; and an exhaustive sweep plus seeded
- * random walks checking that every move lands on a valid value and that
- * compensation always undoes in reverse order.
+ * it succeeds; after a capture that may have reached the service
+ * (CAPTURE_TRIED) the payment released before the allocation is reversed,
+ * and a release answered 409 completing with the allocation intact; admin
+ * compensation; the events of each move; the stored-value check; the
+ * backoff; and an exhaustive sweep plus seeded random walks checking that
+ * every move lands on a valid value, that compensation undoes in its
+ * order, that the tokens are allocated at most once and that a COMPLETED
+ * saga was never reversed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +29,7 @@
 #define CAPT LT_SAGA_DONE_CAPTURED
 #define REV LT_SAGA_DONE_REVERSED
 #define REL LT_SAGA_DONE_RELEASED
+#define CT LT_SAGA_DONE_CAPTURE_TRIED
 
 static struct lt_saga_sm sm(enum lt_saga_state st, unsigned done, int attempts)
 {
@@ -109,6 +113,18 @@ static void test_action_of_each_state(void **state)
 		 LT_SAGA_ACT_RELEASE_PAYMENT},
 		{sm(LT_SAGA_COMPENSATING, TRIED | AUTH | ALLOC | REV | REL, 0), LT_SAGA_ACT_FAIL},
 		{sm(LT_SAGA_COMPENSATING, TRIED | REL, 0), LT_SAGA_ACT_FAIL},
+		/* after a capture try: release first, then reverse */
+		{sm(LT_SAGA_TOKENS_ALLOCATED, TRIED | AUTH | ALLOC | CT, 1), LT_SAGA_ACT_CAPTURE},
+		{sm(LT_SAGA_TOKENS_ALLOCATED, TRIED | AUTH | ALLOC | CT | CAPT, 0),
+		 LT_SAGA_ACT_COMPLETE},
+		{sm(LT_SAGA_COMPENSATING, TRIED | AUTH | ALLOC | CT, 0),
+		 LT_SAGA_ACT_RELEASE_PAYMENT},
+		{sm(LT_SAGA_COMPENSATING, TRIED | AUTH | ALLOC | CT | REL, 0),
+		 LT_SAGA_ACT_REVERSE_ALLOCATION},
+		{sm(LT_SAGA_COMPENSATING, TRIED | AUTH | ALLOC | CT | REL | REV, 0),
+		 LT_SAGA_ACT_FAIL},
+		{sm(LT_SAGA_COMPLETED, TRIED | AUTH | ALLOC | CT | CAPT, 0), LT_SAGA_ACT_NONE},
+		{sm(LT_SAGA_FAILED, TRIED | AUTH | ALLOC | CT | REL | REV, 0), LT_SAGA_ACT_NONE},
 		{sm(LT_SAGA_FAILED, 0, 0), LT_SAGA_ACT_NONE},
 		{sm(LT_SAGA_FAILED, TRIED | AUTH | ALLOC | REV | REL, 0), LT_SAGA_ACT_NONE},
 	};
@@ -277,22 +293,118 @@ static void compensate_in_reverse(struct lt_saga_sm s)
 	assert_int_equal(s.done, TRIED | AUTH | ALLOC | REV | REL);
 }
 
+/* Compensation after a capture that may have reached the service: the
+ * payment is released first (retried until it passes), then the
+ * allocation reversed, then the saga fails. */
+static void compensate_release_first(struct lt_saga_sm s)
+{
+	assert_int_equal(s.state, LT_SAGA_COMPENSATING);
+	assert_true(s.done & CT);
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_RELEASE_PAYMENT);
+	for (int i = 1; i <= 50; i++) {
+		struct lt_saga_move m = step(&s, i % 2 ? LT_SAGA_RETRY : LT_SAGA_REFUSED);
+		assert_true(m.retry);
+		assert_int_equal(m.nevents, 0);
+		assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_RELEASE_PAYMENT);
+	}
+	struct lt_saga_move m = step(&s, LT_SAGA_OK);
+	assert_events(&m, "PAYMENT_RELEASED", NULL);
+	assert_false(s.done & REV);
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_REVERSE_ALLOCATION);
+	for (int i = 1; i <= 5; i++)
+		assert_true(step(&s, LT_SAGA_RETRY).retry);
+	m = step(&s, LT_SAGA_OK);
+	assert_events(&m, "TOKEN_ALLOCATION_REVERSED", NULL);
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_FAIL);
+	m = step(&s, LT_SAGA_OK);
+	assert_int_equal(s.state, LT_SAGA_FAILED);
+	assert_events(&m, "TOKEN_PURCHASE_FAILED", NULL);
+	assert_int_equal(s.done, TRIED | AUTH | ALLOC | CT | REV | REL);
+}
+
+/* From COMPENSATING with CAPTURE_TRIED, the release answered 409 (the
+ * payment was captured after all): forward to COMPLETED with the one
+ * allocation, never reversed, never allocated again. */
+static void release_conflict_completes(struct lt_saga_sm s)
+{
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_RELEASE_PAYMENT);
+	struct lt_saga_move m = step(&s, LT_SAGA_CONFLICT);
+	assert_false(m.retry);
+	assert_false(m.compensating);
+	assert_int_equal(m.step, LT_STEP_SUCCEEDED);
+	assert_events(&m, "TOKEN_PAYMENT_CAPTURED", NULL);
+	assert_int_equal(s.state, LT_SAGA_TOKENS_ALLOCATED);
+	assert_int_equal(s.done, TRIED | AUTH | ALLOC | CT | CAPT);
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_COMPLETE);
+	m = step(&s, LT_SAGA_OK);
+	assert_events(&m, "TOKEN_PURCHASE_COMPLETED", NULL);
+	assert_int_equal(s.state, LT_SAGA_COMPLETED);
+	assert_false(s.done & REV);
+}
+
 static void test_capture_outcomes(void **state)
 {
 	(void)state;
 	const unsigned d = TRIED | AUTH | ALLOC;
-	/* time-outs until the tries run out: compensate both steps */
-	struct lt_saga_sm s = retries_then_compensates(sm(LT_SAGA_TOKENS_ALLOCATED, d, 0), d);
-	compensate_in_reverse(s);
-	/* refused, released meanwhile (409), unknown (404): compensate at once */
+	/* time-outs until the tries run out: the capture may have happened,
+	 * so the payment is released first */
+	struct lt_saga_sm s = retries_then_compensates(sm(LT_SAGA_TOKENS_ALLOCATED, d, 0), d | CT);
+	compensate_release_first(s);
+	s = retries_then_compensates(sm(LT_SAGA_TOKENS_ALLOCATED, d, 0), d | CT);
+	struct lt_saga_move m = step(&s, LT_SAGA_RETRY); /* a 503 first */
+	assert_true(m.retry);
+	release_conflict_completes(s);
+
+	/* refused or unknown (404): nothing captured; compensate at once in
+	 * the documented order */
 	for (enum lt_saga_outcome o = LT_SAGA_REFUSED; o <= LT_SAGA_GONE; o++) {
+		if (o == LT_SAGA_CONFLICT)
+			continue;
 		s = sm(LT_SAGA_TOKENS_ALLOCATED, d, 0);
-		struct lt_saga_move m = step(&s, o);
+		m = step(&s, o);
 		assert_true(m.compensating);
 		assert_int_equal(m.step, LT_STEP_FAILED);
+		assert_int_equal(s.done, d);
 		assert_events(&m, "TOKEN_PURCHASE_COMPENSATING", NULL);
 		compensate_in_reverse(s);
 	}
+	/* 409: released meanwhile, or a twin capture still in flight:
+	 * compensate at once, releasing first */
+	s = sm(LT_SAGA_TOKENS_ALLOCATED, d, 0);
+	m = step(&s, LT_SAGA_CONFLICT);
+	assert_true(m.compensating);
+	assert_int_equal(s.done, d | CT);
+	assert_events(&m, "TOKEN_PURCHASE_COMPENSATING", "PAYMENT_RELEASE_REQUESTED");
+	compensate_release_first(s);
+	s = sm(LT_SAGA_TOKENS_ALLOCATED, d, 0);
+	step(&s, LT_SAGA_CONFLICT);
+	release_conflict_completes(s); /* the twin captured */
+
+	/* a lost answer, then refusals: still released first */
+	s = sm(LT_SAGA_TOKENS_ALLOCATED, d, 0);
+	step(&s, LT_SAGA_RETRY);
+	m = step(&s, LT_SAGA_REFUSED);
+	assert_true(m.compensating);
+	assert_int_equal(s.done, d | CT);
+	release_conflict_completes(s);
+
+	/* unsent tries: one cut off by a restart may precede them */
+	s = sm(LT_SAGA_TOKENS_ALLOCATED, d, 0);
+	step(&s, LT_SAGA_UNSENT);
+	step(&s, LT_SAGA_UNSENT);
+	m = step(&s, LT_SAGA_UNSENT);
+	assert_true(m.compensating);
+	assert_int_equal(s.done, d | CT);
+	compensate_release_first(s);
+
+	/* a lost answer, then success: captured, completes */
+	s = sm(LT_SAGA_TOKENS_ALLOCATED, d, 0);
+	step(&s, LT_SAGA_RETRY);
+	m = step(&s, LT_SAGA_OK);
+	assert_events(&m, "TOKEN_PAYMENT_CAPTURED", NULL);
+	assert_int_equal(s.done, d | CT | CAPT);
+	step(&s, LT_SAGA_OK);
+	assert_int_equal(s.state, LT_SAGA_COMPLETED);
 }
 
 static void test_complete_retried(void **state)
@@ -322,33 +434,32 @@ static void test_release_outcomes(void **state)
 	assert_events(&m, "PAYMENT_RELEASED", NULL);
 	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_FAIL);
 
-	/* 409 after the allocation was reversed: the payment was captured
-	 * after all; allocate anew and complete, never capture again */
-	s = sm(LT_SAGA_COMPENSATING, TRIED | AUTH | ALLOC | REV, 0);
-	m = step(&s, LT_SAGA_CONFLICT);
-	assert_false(m.retry);
-	assert_false(m.compensating);
-	assert_events(&m, "TOKEN_PAYMENT_CAPTURED", NULL);
-	assert_int_equal(s.state, LT_SAGA_PAYMENT_RESERVED);
-	assert_int_equal(s.done, TRIED | AUTH | CAPT);
-	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_ALLOCATE);
-	/* the allocation now cannot be compensated: failures only retry */
-	for (enum lt_saga_outcome o = LT_SAGA_RETRY; o <= LT_SAGA_GONE; o++) {
-		m = step(&s, o);
-		assert_true(m.retry);
-		assert_false(m.compensating);
-	}
-	step(&s, LT_SAGA_OK);
-	assert_int_equal(s.state, LT_SAGA_TOKENS_ALLOCATED);
-	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_COMPLETE);
-	step(&s, LT_SAGA_OK);
-	assert_int_equal(s.state, LT_SAGA_COMPLETED);
+	/* 404 on the release after a capture try: then reverse and fail */
+	s = sm(LT_SAGA_COMPENSATING, TRIED | AUTH | ALLOC | CT, 0);
+	m = step(&s, LT_SAGA_GONE);
+	assert_events(&m, "PAYMENT_RELEASED", NULL);
+	assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_REVERSE_ALLOCATION);
 
-	/* 409 when only an authorize with a lost answer was made */
-	s = sm(LT_SAGA_COMPENSATING, TRIED, 0);
-	step(&s, LT_SAGA_CONFLICT);
-	assert_int_equal(s.state, LT_SAGA_PAYMENT_RESERVED);
-	assert_int_equal(s.done, TRIED | AUTH | CAPT);
+	/* 409 with no capture try (the allocation reversed, or never made):
+	 * not this saga's capture; retried, never allocated again */
+	const unsigned cases[] = {TRIED | AUTH | ALLOC | REV, TRIED | AUTH, TRIED};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		s = sm(LT_SAGA_COMPENSATING, cases[i], 0);
+		for (int k = 1; k <= 5; k++) {
+			m = step(&s, LT_SAGA_CONFLICT);
+			assert_true(m.retry);
+			assert_false(m.compensating);
+			assert_int_equal(m.nevents, 0);
+			assert_int_equal(m.step, LT_STEP_RETRYING);
+			assert_int_equal(s.state, LT_SAGA_COMPENSATING);
+			assert_int_equal(s.done, cases[i]);
+			assert_int_equal(s.attempts, k);
+			assert_int_equal(lt_saga_action(&s), LT_SAGA_ACT_RELEASE_PAYMENT);
+		}
+		step(&s, LT_SAGA_OK);
+		step(&s, LT_SAGA_OK);
+		assert_int_equal(s.state, LT_SAGA_FAILED);
+	}
 }
 
 static void test_invalid_calls(void **state)
@@ -372,7 +483,14 @@ static void test_valid_values(void **state)
 	(void)state;
 	struct lt_saga_sm bad[] = {
 		sm(LT_SAGA_STATE_COUNT, 0, 0),
-		sm(LT_SAGA_STARTED, 1u << 6, 0),
+		sm(LT_SAGA_STARTED, 1u << 7, 0),
+		sm(LT_SAGA_STARTED, CT, 0),
+		sm(LT_SAGA_PAYMENT_RESERVED, TRIED | AUTH | CT, 0), /* tried before allocated */
+		sm(LT_SAGA_COMPENSATING, TRIED | AUTH | CT, 0),
+		/* reversed before the release after a capture try */
+		sm(LT_SAGA_COMPENSATING, TRIED | AUTH | ALLOC | CT | REV, 0),
+		sm(LT_SAGA_TOKENS_ALLOCATED, TRIED | AUTH | ALLOC | CT | REL, 0),
+		sm(LT_SAGA_FAILED, TRIED | AUTH | ALLOC | CT | REL, 0),
 		sm(LT_SAGA_STARTED, 0, -1),
 		sm(LT_SAGA_STARTED, TRIED | AUTH, 0),
 		sm(LT_SAGA_PAYMENT_RESERVED, TRIED, 0),
@@ -400,10 +518,22 @@ static void test_admin_compensate(void **state)
 	assert_events(&m, "TOKEN_PURCHASE_COMPENSATING", NULL);
 	assert_int_equal(lt_saga_action(&m.next), LT_SAGA_ACT_FAIL);
 
-	s = sm(LT_SAGA_TOKENS_ALLOCATED, TRIED | AUTH | ALLOC, 1);
+	/* allocated, no capture tried: the documented order */
+	s = sm(LT_SAGA_TOKENS_ALLOCATED, TRIED | AUTH | ALLOC, 0);
 	assert_int_equal(lt_saga_compensate(&s, &m), LT_OK);
 	assert_events(&m, "TOKEN_PURCHASE_COMPENSATING", NULL);
+	assert_int_equal(m.next.done, TRIED | AUTH | ALLOC);
 	compensate_in_reverse(m.next);
+
+	/* after one lost capture: the payment released first; a 409 there
+	 * completes with the one allocation, a release reverses and fails */
+	s = sm(LT_SAGA_TOKENS_ALLOCATED, TRIED | AUTH | ALLOC, 0);
+	step(&s, LT_SAGA_RETRY);
+	assert_int_equal(lt_saga_compensate(&s, &m), LT_OK);
+	assert_events(&m, "TOKEN_PURCHASE_COMPENSATING", "PAYMENT_RELEASE_REQUESTED");
+	assert_int_equal(m.next.done, TRIED | AUTH | ALLOC | CT);
+	release_conflict_completes(m.next);
+	compensate_release_first(m.next);
 
 	s = sm(LT_SAGA_PAYMENT_RESERVED, TRIED | AUTH, 0);
 	assert_int_equal(lt_saga_compensate(&s, &m), LT_OK);
@@ -464,22 +594,35 @@ static void test_exhaustive(void **state)
 					}
 					assert_int_equal(e, LT_OK);
 					assert_true(lt_saga_sm_valid(&m.next));
-					/* what was done stays done, except a 409 release
-					 * that resumes forward */
-					if (!(a == LT_SAGA_ACT_RELEASE_PAYMENT &&
-					      o == LT_SAGA_CONFLICT))
-						assert_int_equal(m.next.done & s.done, s.done);
+					/* what was done stays done */
+					assert_int_equal(m.next.done & s.done, s.done);
 					/* a captured payment is never compensated */
 					if (s.done & CAPT)
 						assert_int_not_equal(m.next.state,
 								     LT_SAGA_COMPENSATING);
+					/* at most one allocation: never allocated again
+					 * once allocated or reversed */
+					if (a == LT_SAGA_ACT_ALLOCATE)
+						assert_false(s.done & (ALLOC | REV));
+					/* a reversed saga is never captured nor completed;
+					 * a captured one never reversed */
+					if (s.done & REV)
+						assert_false(m.next.done & CAPT);
+					if (m.next.done & CAPT)
+						assert_false(m.next.done & REV);
+					if (m.next.state == LT_SAGA_COMPLETED)
+						assert_true((m.next.done & (ALLOC | REV)) == ALLOC);
+					/* after a capture try the payment is released
+					 * before the allocation is reversed */
+					if (a == LT_SAGA_ACT_REVERSE_ALLOCATION)
+						assert_true(!(s.done & CT) || (s.done & REL));
 					assert_true(m.nevents <= LT_SAGA_EVENTS_MAX);
 					assert_true(m.retry || m.next.attempts == 0);
 				}
 			}
 		}
 	}
-	assert_true(valid > 20);
+	assert_true(valid > 40);
 }
 
 /* A small deterministic generator (the C library one is banned). */
@@ -489,18 +632,34 @@ static uint32_t next_rand(uint64_t *x)
 	return (uint32_t)(*x >> 33);
 }
 
+/* The place of an undo action in compensation's order: after a capture
+ * try release, reverse, fail; else reverse, release, fail. */
+static int undo_rank(enum lt_saga_action a, unsigned done)
+{
+	switch (a) {
+	case LT_SAGA_ACT_REVERSE_ALLOCATION: return (done & CT) ? 1 : 0;
+	case LT_SAGA_ACT_RELEASE_PAYMENT: return (done & CT) ? 0 : 1;
+	case LT_SAGA_ACT_FAIL: return 2;
+	default: fail_msg("not an undo action: %d", (int)a);
+	}
+	return -1;
+}
+
 /* Seeded random walks with random outcomes (successes more likely, so a
  * walk ends): every walk ends final; in COMPENSATING, the undo actions come
- * in reverse order; a FAILED saga has undone all it did; a COMPLETED one
- * has its payment captured and its tokens allocated. */
+ * in their order; the tokens are allocated at most once (never again after
+ * a reversal) and reversed at most once; a FAILED saga has undone all it
+ * did; a COMPLETED one has its payment captured and its one allocation,
+ * never reversed. */
 static void test_random_walks(void **state)
 {
 	(void)state;
 	uint64_t seed = 42;
-	size_t completed = 0, failed = 0;
+	size_t completed = 0, failed = 0, completed_after_compensating = 0;
 	for (int walk = 0; walk < 20000; walk++) {
 		struct lt_saga_sm s = sm(LT_SAGA_STARTED, 0, 0);
-		enum lt_saga_action last_undo = LT_SAGA_ACT_NONE;
+		int last_rank = -1, allocs = 0, reversals = 0;
+		bool compensated = false;
 		int steps = 0;
 		while (!lt_saga_state_final(s.state)) {
 			assert_true(++steps < 1000);
@@ -513,22 +672,33 @@ static void test_random_walks(void **state)
 							  : LT_SAGA_UNSENT;
 			enum lt_saga_action a = lt_saga_action(&s);
 			if (s.state == LT_SAGA_COMPENSATING) {
-				/* order: reverse ≤ release ≤ fail */
-				assert_true(a >= last_undo || last_undo == LT_SAGA_ACT_NONE);
-				last_undo = a;
+				compensated = true;
+				int rank = undo_rank(a, s.done);
+				assert_true(rank >= last_rank);
+				last_rank = rank;
 			} else {
-				last_undo = LT_SAGA_ACT_NONE;
+				last_rank = -1;
 			}
 			step(&s, o);
+			if (o == LT_SAGA_OK && a == LT_SAGA_ACT_ALLOCATE)
+				allocs++;
+			if (o == LT_SAGA_OK && a == LT_SAGA_ACT_REVERSE_ALLOCATION)
+				reversals++;
+			assert_true(allocs <= 1);
+			assert_true(reversals <= allocs);
 		}
 		if (s.state == LT_SAGA_COMPLETED) {
 			completed++;
+			completed_after_compensating += compensated;
 			assert_true(s.done & CAPT);
 			assert_true(s.done & ALLOC);
 			assert_false(s.done & REV);
+			assert_int_equal(allocs, 1);
+			assert_int_equal(reversals, 0);
 		} else {
 			failed++;
 			assert_false(s.done & CAPT);
+			assert_int_equal(allocs, reversals);
 			if (s.done & ALLOC)
 				assert_true(s.done & REV);
 			if (s.done & TRIED)
@@ -536,6 +706,7 @@ static void test_random_walks(void **state)
 		}
 	}
 	assert_true(completed > 100 && failed > 100);
+	assert_true(completed_after_compensating > 10); /* the 409 release path ran */
 }
 
 int main(void)

@@ -6,7 +6,9 @@
  * (lt_stubs_start on 127.0.0.1:0): authorize, capture and release with
  * their idempotent replays, the 409s and 404s, an injected 503 and 402
  * (fault plans), a delay past the deadline, a malformed answer replayed
- * well, a closed port, a wrong path, and a base URL that changes.
+ * well, a closed port, a wrong path, and a base URL that changes; and the
+ * keep-alive resend whose connect fails (the first copy was sent: upstream
+ * says LT_ECLOSED, the call may have taken effect, never LT_SAGA_UNSENT).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -15,15 +17,21 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "provider/upstream.h"
 #include "saga/payment.h"
 #include "stubs/stub_int.h"
 #include "stubs/stubs.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/uuid.h"
 
@@ -172,7 +180,15 @@ static void test_outcomes(void **state)
 		for (size_t k = 0; k < sizeof lost / sizeof lost[0]; k++)
 			assert_int_equal(lt_payment_outcome(op, lost[k], 0), LT_SAGA_RETRY);
 		assert_int_equal(lt_payment_outcome(op, LT_ECONNECT, 0), LT_SAGA_UNSENT);
-		assert_int_equal(lt_payment_outcome(op, LT_ETLS, 0), LT_SAGA_UNSENT);
+		/* only a connect error says nothing was sent */
+		assert_int_equal(lt_payment_outcome(op, LT_ECONNECT, 0), LT_SAGA_UNSENT);
+		/* a TLS error may come after the request was written; a lost
+		 * connection (also a resend that could not connect) or a
+		 * time-out: it may have happened */
+		assert_int_equal(lt_payment_outcome(op, LT_ETLS, 0), LT_SAGA_RETRY);
+		assert_int_equal(lt_payment_outcome(op, LT_ECLOSED, 0), LT_SAGA_RETRY);
+		assert_int_equal(lt_payment_outcome(op, LT_ETIMEOUT, 0), LT_SAGA_RETRY);
+		assert_int_equal(lt_payment_outcome(op, LT_EIO, 0), LT_SAGA_RETRY);
 		assert_int_equal(lt_payment_outcome(op, LT_OK, 200), LT_SAGA_OK);
 		assert_int_equal(lt_payment_outcome(op, LT_OK, 201), LT_SAGA_OK);
 		for (int st = 500; st <= 599; st++)
@@ -389,12 +405,119 @@ static void test_client_urls(void **state)
 	assert_non_null(strstr(c.why, "unusable"));
 }
 
+/* ---- the keep-alive resend that cannot connect ---- */
+
+/* One connection: answers its first request (keep-alive), reads the
+ * second, then closes the listener (nothing accepts any more) and the
+ * connection without answering. */
+struct one_srv {
+	int lfd;
+	uint16_t port;
+	pthread_t th;
+	int requests; /* complete request heads read */
+};
+
+/* Read until a request head ends ("\r\n\r\n"; the test sends no
+ * body); false on EOF or error. */
+static bool read_head(int fd)
+{
+	char buf[4096];
+	size_t n = 0;
+	while (n < sizeof buf) {
+		ssize_t k = read(fd, buf + n, sizeof buf - n);
+		if (k <= 0)
+			return false;
+		n += (size_t)k;
+		for (size_t i = 3; i < n; i++)
+			if (!memcmp(buf + i - 3, "\r\n\r\n", 4))
+				return true;
+	}
+	return false;
+}
+
+static void *one_srv_main(void *arg)
+{
+	struct one_srv *sv = arg;
+	int fd = accept(sv->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	if (read_head(fd)) {
+		sv->requests++;
+		if (write(fd, ok, sizeof ok - 1) == (ssize_t)(sizeof ok - 1) && read_head(fd))
+			sv->requests++;
+	}
+	close(sv->lfd); /* the resend's connect is refused */
+	sv->lfd = -1;
+	close(fd);
+	return NULL;
+}
+
+static void test_resend_connect_fails(void **state)
+{
+	(void)state;
+	struct one_srv sv = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+	assert_true(sv.lfd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(sv.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(sv.lfd, 4), 0);
+	socklen_t sl = sizeof sa;
+	assert_int_equal(getsockname(sv.lfd, (struct sockaddr *)&sa, &sl), 0);
+	sv.port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&sv.th, NULL, one_srv_main, &sv), 0);
+
+	char url[64], why[256];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)sv.port);
+	struct lt_upstream_opts o = {.pool_max = 2, .idle_timeout_ns = 60 * LT_NS_PER_S};
+	assert_int_equal(lt_url_parse(url, &o.url, why, sizeof why), LT_OK);
+	struct lt_upstream *u = NULL;
+	assert_int_equal(lt_upstream_new(&o, &u), LT_OK);
+	int64_t now = lt_clock_mono_ns();
+	struct lt_upstream_req rq = {
+		.method = "POST",
+		.path = "/payment/v1/capture",
+		.connect_deadline_ns = now + 10 * LT_NS_PER_S,
+		.first_byte_deadline_ns = now + 20 * LT_NS_PER_S,
+		.deadline_ns = now + 30 * LT_NS_PER_S,
+		.max_header = 8192,
+		.max_body = 65536,
+	};
+	struct lt_upstream_resp r;
+	assert_int_equal(lt_upstream_do(u, &rq, &r, NULL, NULL), LT_OK);
+	assert_int_equal(r.status, 200);
+	lt_upstream_resp_free(&r);
+	/* the second goes out on the kept connection, which is closed with no
+	 * answer; the resend finds nothing listening */
+	enum lt_err e = lt_upstream_do(u, &rq, &r, NULL, NULL);
+	assert_int_equal(pthread_join(sv.th, NULL), 0);
+	assert_int_equal(sv.requests, 2); /* the first copy did reach the server */
+	assert_int_equal(e, LT_ECLOSED);  /* not LT_ECONNECT: it was sent */
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.why, "closed the connection before responding"));
+	assert_non_null(strstr(r.why, "the resend failed"));
+	assert_int_equal(lt_payment_outcome(LT_PAY_AUTHORIZE, e, 0), LT_SAGA_RETRY);
+	assert_int_equal(lt_payment_outcome(LT_PAY_CAPTURE, e, 0), LT_SAGA_RETRY);
+	lt_upstream_resp_free(&r);
+
+	/* a fresh connect that fails is still LT_ECONNECT (nothing sent) */
+	now = lt_clock_mono_ns();
+	rq.connect_deadline_ns = now + 10 * LT_NS_PER_S;
+	rq.first_byte_deadline_ns = now + 20 * LT_NS_PER_S;
+	rq.deadline_ns = now + 30 * LT_NS_PER_S;
+	e = lt_upstream_do(u, &rq, &r, NULL, NULL);
+	assert_int_equal(e, LT_ECONNECT);
+	assert_int_equal(lt_payment_outcome(LT_PAY_CAPTURE, e, 0), LT_SAGA_UNSENT);
+	lt_upstream_resp_free(&r);
+	lt_upstream_free(u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_valid),
 		cmocka_unit_test(test_parse_invalid),
 		cmocka_unit_test(test_outcomes),
+		cmocka_unit_test(test_resend_connect_fails),
 		cmocka_unit_test_setup_teardown(test_client_flow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_urls, setup, teardown),

@@ -526,7 +526,7 @@ static void test_reverse_after_spending(void **state)
 	c.window_cap = -1;
 	c.now_ms = T0 + 2;
 	assert_int_equal(lt_pool_store_change(f->db, &c), LT_OK);
-	s = adv_ok(f->db, s.id, LT_SAGA_CONFLICT, NULL, T0 + 3); /* released meanwhile */
+	s = adv_ok(f->db, s.id, LT_SAGA_REFUSED, NULL, T0 + 3); /* refused (402) */
 	assert_int_equal(s.sm.state, LT_SAGA_COMPENSATING);
 	struct lt_saga_advance a;
 	assert_int_equal(advance(f->db, s.id, LT_SAGA_OK, NULL, T0 + 4, &a), LT_OK);
