@@ -417,7 +417,7 @@ void lt_api_analytics_cost(struct lt_req *req)
 {
 	bool fg, tg;
 	int64_t from = 0, to = 0;
-	char gs[PARAM_MAX] = "provider", bs[PARAM_MAX] = "hour", provider[PROVIDER_MAX + 1];
+	char gs[PARAM_MAX] = "", bs[PARAM_MAX] = "", provider[PROVIDER_MAX + 1];
 	bool has_provider =
 		lt_req_query(req, "provider", provider, sizeof provider) != LT_ENOTFOUND;
 	if ((has_provider && !param_provider(req, provider)) ||
@@ -425,12 +425,18 @@ void lt_api_analytics_cost(struct lt_req *req)
 		return;
 	enum lt_aq_group g;
 	enum lt_aq_bucket bk;
+	/* lt_req_query empties its buffer when the parameter is absent: put
+	 * the defaults back after it */
 	enum lt_err qe = lt_req_query(req, "groupBy", gs, sizeof gs);
+	if (qe == LT_ENOTFOUND)
+		snprintf(gs, sizeof gs, "provider");
 	if ((qe && qe != LT_ENOTFOUND) || lt_aq_group_parse(gs, &g)) {
 		lt_reply_error(req, 400, "groupBy must be one of user, org, provider, model");
 		return;
 	}
 	qe = lt_req_query(req, "bucket", bs, sizeof bs);
+	if (qe == LT_ENOTFOUND)
+		snprintf(bs, sizeof bs, "hour");
 	if ((qe && qe != LT_ENOTFOUND) || lt_aq_bucket_parse(bs, &bk)) {
 		lt_reply_error(req, 400, "bucket must be one of minute, hour, day");
 		return;

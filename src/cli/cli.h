@@ -92,6 +92,18 @@ int lt_cmd_events_show(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_events_stat(struct lt_cli *cli, int argc, char **argv);
 int lt_cmd_events_replay(struct lt_cli *cli, int argc, char **argv);
 
+/* ---- analytics (cmd_usage.c) ----
+ *
+ * usage report|top|cost|anomalies read DATA_DIR/analytics.db read-only
+ * with analytics/query.h (safe beside leakyd); analytics rebuild takes the
+ * event log's writer lock (refused while leakyd runs), empties
+ * analytics.db and re-ingests the token-usage topic on its own thread. */
+int lt_cmd_usage_report(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_usage_top(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_usage_cost(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_usage_anomalies(struct lt_cli *cli, int argc, char **argv);
+int lt_cmd_analytics_rebuild(struct lt_cli *cli, int argc, char **argv);
+
 /* Helpers shared by the identity commands (cmd_user.c).  Each int-returning
  * helper returns 0 or a sysexits.h code after printing
  * "leakyctl CMD: message" on stderr. */

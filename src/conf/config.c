@@ -216,7 +216,7 @@ static const struct lt_config_key keys[] = {
 	 "Days of per-event usage tables kept in analytics.db (whole day tables are dropped)."},
 	{"analytics", "ingest_poll_ms", LT_CFG_INT, OFF(analytics_ingest_poll_ms), "200", 1, 60000,
 	 NULL, false, "Longest time a usage event waits before the analytics ingest reads it."},
-	{"analytics", "ingest_batch", LT_CFG_INT, OFF(analytics_ingest_batch), "1000", 1, 100000,
+	{"analytics", "ingest_batch", LT_CFG_INT, OFF(analytics_ingest_batch), "1000", 1, 4096,
 	 NULL, false, "Usage events appended to analytics.db per transaction."},
 	{"analytics", "readers", LT_CFG_INT, OFF(analytics_readers), "4", 1, 64, NULL, false,
 	 "Read connections to analytics.db for the analytics queries."},

@@ -29,7 +29,6 @@ Nothing sleeps for a fixed time: waits poll with a deadline.
 """
 
 import json
-import os
 import signal
 import sqlite3
 from collections import Counter, defaultdict
@@ -364,12 +363,11 @@ def test_anomaly_reference_case(world):
                    admin_h(world))
     assert (got["currentTokens"], got["baselineAverageTokens"], got["ratio"],
             got["thresholdMultiplier"], got["anomaly"]) == (300, 100.0, 3.0, 2.0, True), got
-    # 150 vs 100 is not an anomaly at 2.0: the 300 against baselines 100 and
-    # 100, 100 (three windows: mean 100) with threshold 3.01
+    # a ratio below the threshold is no anomaly
     got = get_json(gw, f"{AN}/anomalies?provider=gemini&windowMinutes=10&baselineWindows=2"
                        "&thresholdMultiplier=3.01", admin_h(world))
     assert (got["ratio"], got["anomaly"]) == (3.0, False), got
-    # one baseline window holding 100 plus a zero one: mean 50, ratio 6
+    # three baselines, the oldest empty: mean 200/3 (empty windows count), ratio 4.5
     got = get_json(gw, f"{AN}/anomalies?provider=gemini&windowMinutes=10&baselineWindows=3",
                    admin_h(world))
     assert (got["baselineAverageTokens"], got["ratio"]) == (200 / 3, 4.5), got
@@ -415,12 +413,28 @@ def test_cost_every_group_and_bucket(world):
                        admin_h(world))
         assert_eq(got, exp_cost(evs, iso_to_ms(a), iso_to_ms(b), "user", "minute"),
                   f"cost {a}..{b}")
-    # Unix milliseconds work as well as ISO; defaults: groupBy provider,
-    # bucket hour, the day before now
-    got = get_json(gw, f"{AN}/cost?from={frm}&to={now + 1}", admin_h(world))
-    assert_eq(got, exp_cost(evs, frm, now + 1, "provider", "hour"), "cost ms")
+    # Unix milliseconds work as well as ISO
+    got = get_json(gw, f"{AN}/cost?from={frm}&to={now + 1}&groupBy=user&bucket=day",
+                   admin_h(world))
+    assert_eq(got, exp_cost(evs, frm, now + 1, "user", "day"), "cost ms")
+
+
+def test_cost_defaults(world):
+    """groupBy provider, bucket hour, from the day before to now, whichever
+    parameters are given."""
+    gw, evs, now = world["gw"], world["events"], world["now"]
+    frm = iso_to_ms(T0) - HOUR
     got = get_json(gw, f"{AN}/cost", admin_h(world))
     assert_eq(got, exp_cost(evs, now - DAY, now, "provider", "hour"), "cost defaults")
+    got = get_json(gw, f"{AN}/cost?bucket=day", admin_h(world))
+    assert_eq(got, exp_cost(evs, now - DAY, now, "provider", "day"), "cost groupBy default")
+    got = get_json(gw, f"{AN}/cost?groupBy=user", admin_h(world))
+    assert_eq(got, exp_cost(evs, now - DAY, now, "user", "hour"), "cost bucket default")
+    got = get_json(gw, f"{AN}/cost?from={frm}&to={now + 1}", admin_h(world))
+    assert_eq(got, exp_cost(evs, frm, now + 1, "provider", "hour"), "cost from/to only")
+    got = get_json(gw, f"{AN}/cost?provider=openai", admin_h(world))
+    assert ctl_json(world, "usage", "cost", "--provider", "openai", "--now",
+                    ms_iso(now)) == got
 
 
 def test_user_daily(world):
@@ -511,14 +525,15 @@ def test_clamps(world):
      "thresholdMultiplier must be a number"),
     ("/cost?groupBy=team", "groupBy must be one of user, org, provider, model"),
     ("/cost?groupBy=USER", "groupBy must be one of user, org, provider, model"),
-    ("/cost?bucket=week", "bucket must be one of minute, hour, day"),
+    ("/cost?groupBy=user&bucket=week", "bucket must be one of minute, hour, day"),
     ("/cost?from=yesterday",
      "from must be an ISO-8601 UTC time (2026-02-05T10:00:00Z) or Unix milliseconds"),
     ("/cost?to=2030-13-01T00:00:00Z",
      "to must be an ISO-8601 UTC time (2026-02-05T10:00:00Z) or Unix milliseconds"),
-    ("/cost?from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z", "from must be before to"),
-    ("/cost?from=2030-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", "from must be before to"),
-    ("/cost?from=2028-01-01T00:00:00Z&to=2030-01-01T00:00:00Z",
+    ("/cost?groupBy=org&bucket=day&from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z", "from must be before to"),
+    ("/cost?groupBy=org&bucket=day&from=2030-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", "from must be before to"),
+    ("/cost?groupBy=org&bucket=day&from=2028-01-01T00:00:00Z"
+     "&to=2030-01-01T00:00:00Z",
      "the range from..to must not exceed 366 days"),
     ("/cost?provider=a%20b", "invalid provider"),
     ("/users/not-a-uuid/daily?day=2030-01-01", "invalid userId"),
@@ -545,7 +560,7 @@ def ctl_json(w, *args):
 
 
 def test_ctl_prints_what_the_api_answers(world):
-    gw, now, h, dd = world["gw"], world["now"], admin_h(world), world["gw"].data_dir
+    gw, now, h = world["gw"], world["now"], admin_h(world)
     nows = ms_iso(now)
     for provider in ("openai", "gemini"):
         for minutes in (10, 60, 1440):
@@ -573,14 +588,14 @@ def test_ctl_prints_what_the_api_answers(world):
                                f"&bucket={bucket}", h)
             assert ctl_json(world, "usage", "cost", "--from", frm, "--to", to, "--group-by",
                             group, "--bucket", bucket) == api
-    api = get_json(gw, f"{AN}/cost?provider=openai", h)
-    assert ctl_json(world, "usage", "cost", "--provider", "openai", "--now", nows) == api
+    api = get_json(gw, f"{AN}/cost?provider=openai&groupBy=model&bucket=minute", h)
+    assert ctl_json(world, "usage", "cost", "--provider", "openai", "--group-by", "model",
+                    "--bucket", "minute", "--now", nows) == api
     # report over an explicit range equals the log
     a, b = iso_to_ms("2030-01-01T21:58:00.000Z"), iso_to_ms("2030-01-02T00:00:00.000Z")
     got = ctl_json(world, "usage", "report", "--provider", "openai", "--from", ms_iso(a),
                    "--to", str(b))
     assert_eq(got, exp_report(world["events"], "openai", a, b), "ctl report --from/--to")
-    del dd
 
 
 def test_ctl_user_and_org_restrictions(world):
@@ -624,11 +639,11 @@ def test_ctl_tables(world):
                                 str(api["uniqueUsers"])], p.stdout
     assert len(lines[0]) == len(lines[1]), p.stdout      # aligned
     assert "top users:" in lines, p.stdout
-    p = ctl(dd, "usage", "cost", "--group-by", "model", "--bucket", "day", "--now", nows)
+    p = ctl(dd, "usage", "cost", "--group-by", "model", "--bucket", "hour", "--now", nows)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[1].split() == ["BUCKET", "GROUP", "COST_MICROS", "REQUESTS", "TOKENS"]
-    api = get_json(world["gw"], f"{AN}/cost?groupBy=model&bucket=day", admin_h(world))
+    api = get_json(world["gw"], f"{AN}/cost?groupBy=model&bucket=hour", admin_h(world))
     rows = [ln.split() for ln in lines[2:]]
     assert rows[-1][0] == "total" and int(rows[-1][1]) == api["totalCostMicros"], rows
     assert len(rows) == api["count"] + 1, (rows, api)
@@ -702,7 +717,8 @@ def snapshot(gw, h, now):
 
 
 def analytics_rows(data_dir):
-    c = sqlite3.connect(f"file:{data_dir}/analytics.db?mode=ro", uri=True, timeout=10)
+    # not mode=ro: after a SIGKILL the first reader may have to recover the WAL index
+    c = sqlite3.connect(f"{data_dir}/analytics.db", timeout=10)
     try:
         days = [r[0] for r in c.execute("SELECT day FROM days ORDER BY day")]
         facts = []
