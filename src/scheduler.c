@@ -9,6 +9,7 @@
 #include "saga/runner.h"
 #include "events/evlog.h"
 #include "events/outbox.h"
+#include "limit/bucket_store.h"
 #include "scheduler.h"
 #include "server.h"
 #include "store/db.h"
@@ -18,6 +19,7 @@
 #define READER_CHECK_MS 10000
 #define EVENTS_MAINT_MS 60000
 #define OUTBOX_PRUNE_MAX 10000
+#define BUCKET_SWEEP_MAX 100000
 
 struct prune_op {
 	int64_t before_ms;
@@ -30,11 +32,19 @@ static enum lt_err op_prune(struct sqlite3 *db, void *arg)
 	return lt_outbox_prune(db, p->before_ms, OUTBOX_PRUNE_MAX, &p->n);
 }
 
-/* Event log retention and the outbox rows already in the log. */
+/* Every minute: expired buckets, event log retention, the outbox rows
+ * already in the log, analytics day tables past retention. */
 static void events_maintenance(struct lt_server *srv, const struct lt_config *cfg)
 {
 	int64_t now_ms = lt_clock_now_ns(&srv->clock) / LT_NS_PER_MS;
 	size_t removed = 0;
+	/* buckets back to their fresh state carry nothing: drop them (the
+	 * bucket store also sweeps when its map fills) */
+	if (srv->kv &&
+	    lt_bucket_sweep(srv->kv, now_ms * LT_NS_PER_MS, BUCKET_SWEEP_MAX, &removed) == LT_OK &&
+	    removed)
+		lt_log_debug(&srv->log, "scheduler: swept %zu expired bucket(s)", removed);
+	removed = 0;
 	if (srv->evlog && lt_evlog_retain(srv->evlog, now_ms, &removed) == LT_OK && removed)
 		lt_log_info(&srv->log, "scheduler: event log retention removed %zu segment(s)",
 			    removed);

@@ -4,9 +4,9 @@
  * Flush LMDB (lmdb_sync_interval_ms), clear stale LMDB readers left by dead
  * processes (every 10 s), checkpoint the SQLite WAL on its own connection
  * (checkpoint_interval_ms), event log retention and the pruning of
- * published outbox rows (every 60 s), saga recovery (lt_sagas_tick paces
- * itself: [saga] recovery_interval_ms).  Not yet: a periodic bucket sweep
- * (expired buckets are swept when the map fills), analytics retention.
+ * published outbox rows, the sweep of expired rate-limit buckets and
+ * analytics retention (every 60 s), saga recovery (lt_sagas_tick paces
+ * itself: [saga] recovery_interval_ms).
  * Quota windows need no job: they roll when a pool is next used.
  * Intervals are read from the current config snapshot at each tick, so
  * SIGHUP changes them.
