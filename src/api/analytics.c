@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "analytics/query.h"
+#include "analytics/render.h"
 #include "analytics/window.h"
 #include "api/handlers.h"
 #include "http/request.h"
@@ -44,19 +45,6 @@
 static int64_t now_ms(const struct lt_req *req)
 {
 	return lt_clock_now_ns(&req->srv->clock) / LT_NS_PER_MS;
-}
-
-static void put_time(struct lt_buf *b, const char *name, int64_t ms)
-{
-	char ts[LT_ISO_LEN];
-	lt_time_iso(ms * LT_NS_PER_MS, ts);
-	lt_buf_printf(b, "\"%s\":\"%s\"", name, ts);
-}
-
-/* A double as a JSON number (always finite here). */
-static void put_double(struct lt_buf *b, double v)
-{
-	lt_buf_printf(b, "%.17g", isfinite(v) ? v : 0.0);
 }
 
 /* ---- parameters ---- */
@@ -236,7 +224,7 @@ void lt_api_analytics_health(struct lt_req *req)
 	struct lt_buf b;
 	lt_buf_init(&b, stack, sizeof stack, 1024);
 	lt_buf_puts(&b, "{\"service\":\"analytics-service\",\"status\":\"ok\",");
-	put_time(&b, "timestamp", now_ms(req));
+	lt_an_json_time(&b, "timestamp", now_ms(req));
 	lt_buf_putc(&b, '}');
 	lt_reply_json(req, 200, &b, NULL);
 	lt_buf_release(&b);
@@ -266,20 +254,7 @@ void lt_api_analytics_usage(struct lt_req *req)
 	release(req, db);
 	struct lt_buf b;
 	lt_buf_init(&b, NULL, 0, BODY_MAX);
-	lt_buf_puts(&b, "{\"provider\":");
-	lt_buf_put_json_str(&b, provider, strlen(provider));
-	lt_buf_printf(&b, ",\"count\":%zu,\"items\":[", n);
-	for (size_t i = 0; i < n; i++) {
-		lt_buf_puts(&b, i ? ",{\"key\":{\"provider\":" : "{\"key\":{\"provider\":");
-		lt_buf_put_json_str(&b, provider, strlen(provider));
-		lt_buf_putc(&b, ',');
-		put_time(&b, "timestamp", items[i].at);
-		lt_buf_puts(&b, "},\"userId\":");
-		lt_buf_put_json_str(&b, items[i].user_id, strlen(items[i].user_id));
-		lt_buf_printf(&b, ",\"tokens\":%lld,\"allowed\":%s}", (long long)items[i].tokens,
-			      items[i].allowed ? "true" : "false");
-	}
-	lt_buf_puts(&b, "]}");
+	lt_an_json_usage(&b, provider, items, n);
 	finish(req, e, &b);
 out:
 	free(items);
@@ -317,27 +292,7 @@ void lt_api_analytics_report(struct lt_req *req)
 	char stack[2048];
 	struct lt_buf b;
 	lt_buf_init(&b, stack, sizeof stack, 1u << 16);
-	lt_buf_puts(&b, "{\"provider\":");
-	lt_buf_put_json_str(&b, provider, strlen(provider));
-	lt_buf_putc(&b, ',');
-	put_time(&b, "windowStart", w.start_ms);
-	lt_buf_putc(&b, ',');
-	put_time(&b, "windowEnd", w.end_ms);
-	lt_buf_printf(&b,
-		      ",\"totalEvents\":%lld,\"allowedEvents\":%lld,\"deniedEvents\":%lld,"
-		      "\"totalTokens\":%lld,\"averageTokensPerEvent\":",
-		      (long long)r.events, (long long)r.allowed, (long long)r.denied,
-		      (long long)r.tokens);
-	put_double(&b, r.average_tokens);
-	lt_buf_printf(&b, ",\"uniqueUsers\":%lld,\"sampleLimit\":%lld,\"topUsers\":[",
-		      (long long)r.unique_users, (long long)limit);
-	for (size_t i = 0; i < r.ntop; i++) {
-		lt_buf_puts(&b, i ? ",{\"userId\":" : "{\"userId\":");
-		lt_buf_put_json_str(&b, r.top[i].user_id, strlen(r.top[i].user_id));
-		lt_buf_printf(&b, ",\"totalTokens\":%lld,\"events\":%lld}",
-			      (long long)r.top[i].tokens, (long long)r.top[i].events);
-	}
-	lt_buf_puts(&b, "]}");
+	lt_an_json_report(&b, provider, w.start_ms, w.end_ms, &r, limit);
 	finish(req, e, &b);
 }
 
@@ -372,25 +327,7 @@ void lt_api_analytics_anomalies(struct lt_req *req)
 	char stack[1024];
 	struct lt_buf b;
 	lt_buf_init(&b, stack, sizeof stack, 1u << 14);
-	lt_buf_puts(&b, "{\"provider\":");
-	lt_buf_put_json_str(&b, provider, strlen(provider));
-	lt_buf_putc(&b, ',');
-	put_time(&b, "windowStart", a.start);
-	lt_buf_putc(&b, ',');
-	put_time(&b, "windowEnd", a.end);
-	lt_buf_printf(&b,
-		      ",\"baselineWindows\":%lld,\"currentTokens\":%lld,"
-		      "\"baselineAverageTokens\":",
-		      (long long)a.baseline_windows, (long long)a.a.current);
-	put_double(&b, a.a.baseline_avg);
-	lt_buf_puts(&b, ",\"ratio\":");
-	if (a.a.has_ratio)
-		put_double(&b, a.a.ratio);
-	else
-		lt_buf_puts(&b, "null");
-	lt_buf_puts(&b, ",\"thresholdMultiplier\":");
-	put_double(&b, a.a.threshold);
-	lt_buf_printf(&b, ",\"anomaly\":%s}", a.a.anomaly ? "true" : "false");
+	lt_an_json_anomaly(&b, provider, &a);
 	finish(req, e, &b);
 }
 
@@ -403,12 +340,7 @@ struct cost_ctx {
 static int put_cost_row(void *arg, const struct lt_aq_cost_row *r)
 {
 	struct cost_ctx *c = arg;
-	lt_buf_puts(c->b, c->n++ ? ",{" : "{");
-	put_time(c->b, "bucketStart", r->bucket_start);
-	lt_buf_puts(c->b, ",\"group\":");
-	lt_buf_put_json_str(c->b, r->group, strlen(r->group));
-	lt_buf_printf(c->b, ",\"costMicros\":%lld,\"requests\":%lld,\"totalTokens\":%lld}",
-		      (long long)r->cost_micros, (long long)r->requests, (long long)r->tokens);
+	lt_an_json_cost_row(c->b, c->n++, r);
 	c->total += r->cost_micros;
 	return c->b->err ? 1 : 0;
 }
@@ -467,24 +399,13 @@ void lt_api_analytics_cost(struct lt_req *req)
 	}
 	struct lt_buf b;
 	lt_buf_init(&b, NULL, 0, BODY_MAX);
-	lt_buf_putc(&b, '{');
-	put_time(&b, "from", rf);
-	lt_buf_putc(&b, ',');
-	put_time(&b, "to", rt);
-	lt_buf_printf(&b,
-		      ",\"groupBy\":\"%s\",\"bucket\":\"%s\",\"provider\":", lt_aq_group_name(g),
-		      lt_aq_bucket_name(bk));
-	if (has_provider)
-		lt_buf_put_json_str(&b, provider, strlen(provider));
-	else
-		lt_buf_puts(&b, "null");
-	lt_buf_puts(&b, ",\"unit\":\"micro-USD\",\"items\":[");
+	lt_an_json_cost_open(&b, rf, rt, g, bk, has_provider ? provider : NULL);
 	struct cost_ctx c = {&b, 0, 0};
 	enum lt_err e = lt_aq_cost(db, &s->sc, rf, rt, g, bk, has_provider ? provider : NULL,
 				   COST_ROWS_MAX, put_cost_row, &c);
 	release(req, db);
 	free(s);
-	lt_buf_printf(&b, "],\"count\":%zu,\"totalCostMicros\":%lld}", c.n, (long long)c.total);
+	lt_an_json_cost_close(&b, c.n, c.total);
 	finish(req, e, &b);
 }
 
@@ -536,17 +457,6 @@ void lt_api_analytics_user_daily(struct lt_req *req)
 	char stack[1024];
 	struct lt_buf b;
 	lt_buf_init(&b, stack, sizeof stack, 1u << 14);
-	lt_buf_printf(&b, "{\"userId\":\"%s\",\"day\":\"%.10s\",", uid, day);
-	put_time(&b, "dayStart", start);
-	lt_buf_printf(
-		&b,
-		",\"requests\":%lld,\"allowedRequests\":%lld,\"refused\":{\"rateLimited\":%lld,"
-		"\"insufficientQuota\":%lld,\"other\":%lld},\"tokens\":{\"input\":%lld,"
-		"\"cachedInput\":%lld,\"output\":%lld,\"total\":%lld},\"costMicros\":%lld,"
-		"\"latencyMs\":{\"sum\":%lld,\"max\":%lld}}",
-		(long long)d.requests, (long long)d.allowed, (long long)d.refused_rate,
-		(long long)d.refused_quota, (long long)d.refused_other, (long long)d.input,
-		(long long)d.cached_input, (long long)d.output, (long long)d.total,
-		(long long)d.cost_micros, (long long)d.latency_sum, (long long)d.latency_max);
+	lt_an_json_daily(&b, uid, day, start, &d);
 	finish(req, e, &b);
 }

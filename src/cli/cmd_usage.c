@@ -44,6 +44,7 @@
 
 #include "analytics/ingest.h"
 #include "analytics/query.h"
+#include "analytics/render.h"
 #include "analytics/schema.h"
 #include "analytics/store.h"
 #include "analytics/window.h"
@@ -287,19 +288,6 @@ static int query_fail(const char *cmd, struct sqlite3 *db, enum lt_err e)
 
 /* ---- output ---- */
 
-static void put_time(struct lt_buf *b, const char *name, int64_t ms)
-{
-	char ts[LT_ISO_LEN];
-	lt_time_iso(ms * LT_NS_PER_MS, ts);
-	lt_buf_printf(b, "\"%s\":\"%s\"", name, ts);
-}
-
-/* A double as the API writes it. */
-static void put_double(struct lt_buf *b, double v)
-{
-	lt_buf_printf(b, "%.17g", isfinite(v) ? v : 0.0);
-}
-
 static void iso(int64_t ms, char out[LT_ISO_LEN])
 {
 	lt_time_iso(ms * LT_NS_PER_MS, out);
@@ -466,18 +454,6 @@ static int run_report(struct lt_cli *cli, const char *cmd, const struct report_a
 	return 0;
 }
 
-static void put_top_json(struct lt_buf *b, const struct lt_aq_report *r, size_t n)
-{
-	lt_buf_puts(b, "\"topUsers\":[");
-	for (size_t i = 0; i < n; i++) {
-		lt_buf_puts(b, i ? ",{\"userId\":" : "{\"userId\":");
-		lt_buf_put_json_str(b, r->top[i].user_id, strlen(r->top[i].user_id));
-		lt_buf_printf(b, ",\"totalTokens\":%lld,\"events\":%lld}",
-			      (long long)r->top[i].tokens, (long long)r->top[i].events);
-	}
-	lt_buf_putc(b, ']');
-}
-
 static void top_table(const struct lt_aq_report *r, size_t n, struct lt_buf *b)
 {
 	static const char *const head[] = {"RANK", "USER", "TOKENS", "EVENTS"};
@@ -520,19 +496,7 @@ int lt_cmd_usage_report(struct lt_cli *cli, int argc, char **argv)
 	iso(w.start_ms, ws);
 	iso(w.end_ms, we);
 	if (a.json) {
-		lt_buf_puts(&b, "{\"provider\":");
-		lt_buf_put_json_str(&b, provider, strlen(provider));
-		lt_buf_printf(&b, ",\"windowStart\":\"%s\",\"windowEnd\":\"%s\"", ws, we);
-		lt_buf_printf(&b,
-			      ",\"totalEvents\":%lld,\"allowedEvents\":%lld,\"deniedEvents\":%lld,"
-			      "\"totalTokens\":%lld,\"averageTokensPerEvent\":",
-			      (long long)r.events, (long long)r.allowed, (long long)r.denied,
-			      (long long)r.tokens);
-		put_double(&b, r.average_tokens);
-		lt_buf_printf(&b, ",\"uniqueUsers\":%lld,\"sampleLimit\":%d,",
-			      (long long)r.unique_users, REPORT_SAMPLE);
-		put_top_json(&b, &r, r.ntop);
-		lt_buf_putc(&b, '}');
+		lt_an_json_report(&b, provider, w.start_ms, w.end_ms, &r, REPORT_SAMPLE);
 		return emit(cmd, &b, true);
 	}
 	static const char *const head[] = {"PROVIDER", "WINDOW_START", "WINDOW_END", "EVENTS",
@@ -585,11 +549,11 @@ int lt_cmd_usage_top(struct lt_cli *cli, int argc, char **argv)
 		lt_buf_puts(&b, "{\"provider\":");
 		lt_buf_put_json_str(&b, provider, strlen(provider));
 		lt_buf_putc(&b, ',');
-		put_time(&b, "windowStart", w.start_ms);
+		lt_an_json_time(&b, "windowStart", w.start_ms);
 		lt_buf_putc(&b, ',');
-		put_time(&b, "windowEnd", w.end_ms);
+		lt_an_json_time(&b, "windowEnd", w.end_ms);
 		lt_buf_putc(&b, ',');
-		put_top_json(&b, &r, n);
+		lt_an_json_top(&b, &r, n);
 		lt_buf_putc(&b, '}');
 		return emit(cmd, &b, true);
 	}
@@ -648,25 +612,7 @@ int lt_cmd_usage_anomalies(struct lt_cli *cli, int argc, char **argv)
 	struct lt_buf b;
 	lt_buf_init(&b, NULL, 0, OUT_MAX);
 	if (json) {
-		lt_buf_puts(&b, "{\"provider\":");
-		lt_buf_put_json_str(&b, provider, strlen(provider));
-		lt_buf_putc(&b, ',');
-		put_time(&b, "windowStart", a.start);
-		lt_buf_putc(&b, ',');
-		put_time(&b, "windowEnd", a.end);
-		lt_buf_printf(&b,
-			      ",\"baselineWindows\":%lld,\"currentTokens\":%lld,"
-			      "\"baselineAverageTokens\":",
-			      (long long)a.baseline_windows, (long long)a.a.current);
-		put_double(&b, a.a.baseline_avg);
-		lt_buf_puts(&b, ",\"ratio\":");
-		if (a.a.has_ratio)
-			put_double(&b, a.a.ratio);
-		else
-			lt_buf_puts(&b, "null");
-		lt_buf_puts(&b, ",\"thresholdMultiplier\":");
-		put_double(&b, a.a.threshold);
-		lt_buf_printf(&b, ",\"anomaly\":%s}", a.a.anomaly ? "true" : "false");
+		lt_an_json_anomaly(&b, provider, &a);
 		return emit(cmd, &b, true);
 	}
 	static const char *const head[] = {"PROVIDER", "WINDOW_START", "WINDOW_END", "BASELINES",
@@ -707,13 +653,7 @@ static int cost_row(void *arg, const struct lt_aq_cost_row *r)
 	c->requests += r->requests;
 	c->tokens += r->tokens;
 	if (c->b) {
-		lt_buf_puts(c->b, c->n++ ? ",{" : "{");
-		put_time(c->b, "bucketStart", r->bucket_start);
-		lt_buf_puts(c->b, ",\"group\":");
-		lt_buf_put_json_str(c->b, r->group, strlen(r->group));
-		lt_buf_printf(c->b, ",\"costMicros\":%lld,\"requests\":%lld,\"totalTokens\":%lld}",
-			      (long long)r->cost_micros, (long long)r->requests,
-			      (long long)r->tokens);
+		lt_an_json_cost_row(c->b, c->n++, r);
 		return c->b->err ? 1 : 0;
 	}
 	char bs[LT_ISO_LEN], cost[32], req[32], tok[32];
@@ -776,19 +716,8 @@ int lt_cmd_usage_cost(struct lt_cli *cli, int argc, char **argv)
 	static const char *const head[] = {"BUCKET", "GROUP", "COST_MICROS", "REQUESTS", "TOKENS"};
 	tab_init(&t, 5, head, "llrrr");
 	struct cost_ctx c = {json ? &b : NULL, &t, 0, 0, 0, 0};
-	if (json) {
-		lt_buf_putc(&b, '{');
-		put_time(&b, "from", rf);
-		lt_buf_putc(&b, ',');
-		put_time(&b, "to", rt);
-		lt_buf_printf(&b, ",\"groupBy\":\"%s\",\"bucket\":\"%s\",\"provider\":",
-			      lt_aq_group_name(g), lt_aq_bucket_name(bk));
-		if (provider[0])
-			lt_buf_put_json_str(&b, provider, strlen(provider));
-		else
-			lt_buf_puts(&b, "null");
-		lt_buf_puts(&b, ",\"unit\":\"micro-USD\",\"items\":[");
-	}
+	if (json)
+		lt_an_json_cost_open(&b, rf, rt, g, bk, provider[0] ? provider : NULL);
 	enum lt_err e = lt_aq_cost(db, &s->sc, rf, rt, g, bk, provider[0] ? provider : NULL,
 				   COST_ROWS_MAX, cost_row, &c);
 	free(s);
@@ -802,8 +731,7 @@ int lt_cmd_usage_cost(struct lt_cli *cli, int argc, char **argv)
 	lt_db_close(db);
 	if (json) {
 		tab_release(&t);
-		lt_buf_printf(&b, "],\"count\":%zu,\"totalCostMicros\":%lld}", c.n,
-			      (long long)c.total);
+		lt_an_json_cost_close(&b, c.n, c.total);
 		return emit(cmd, &b, true);
 	}
 	char total[32], req[32], tok[32], fs[LT_ISO_LEN], ts[LT_ISO_LEN];
