@@ -459,7 +459,7 @@ enum lt_err lt_an_ingest_init(struct lt_an_ingest *g)
 		return LT_ENOMEM;
 	}
 	g->scratch = s;
-	atomic_store(&g->started, false);
+	atomic_store(&g->worker.started, false);
 	uint64_t next = 0;
 	enum lt_err e = lt_consumer_get(g->db, LT_ANALYTICS_CONSUMER, LT_TOPIC_USAGE, &next);
 	if (e && e != LT_ENOTFOUND) {
@@ -481,35 +481,6 @@ void lt_an_ingest_release(struct lt_an_ingest *g)
 	g->scratch = NULL;
 }
 
-/* Wait for a kick, ms or stop; true when stopping. */
-static bool wait_kick(struct lt_an_ingest *g, int64_t ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&g->mu);
-	while (!g->kicked && !g->stop)
-		if (pthread_cond_timedwait(&g->cv, &g->mu, &ts) == ETIMEDOUT)
-			break;
-	g->kicked = false;
-	bool stop = g->stop;
-	pthread_mutex_unlock(&g->mu);
-	return stop;
-}
-
-static bool stopping(struct lt_an_ingest *g)
-{
-	pthread_mutex_lock(&g->mu);
-	bool stop = g->stop;
-	pthread_mutex_unlock(&g->mu);
-	return stop;
-}
-
 static void *ingest_main(void *arg)
 {
 	struct lt_an_ingest *g = arg;
@@ -517,7 +488,7 @@ static void *ingest_main(void *arg)
 	for (;;) {
 		enum lt_err e = LT_OK;
 		size_t n = g->batch;
-		while (!e && n == g->batch && !stopping(g))
+		while (!e && n == g->batch && !lt_worker_stopping(&g->worker))
 			e = lt_an_ingest_poll(g, &n);
 		if (e) {
 			backoff = backoff ? backoff * 2 : g->poll_ms;
@@ -530,7 +501,7 @@ static void *ingest_main(void *arg)
 		} else {
 			backoff = 0;
 		}
-		if (wait_kick(g, backoff ? backoff : g->poll_ms))
+		if (lt_worker_wait(&g->worker, backoff ? backoff : g->poll_ms))
 			break;
 	}
 	return NULL;
@@ -538,49 +509,17 @@ static void *ingest_main(void *arg)
 
 enum lt_err lt_an_ingest_start(struct lt_an_ingest *g)
 {
-	if (!g->scratch || atomic_load(&g->started))
+	if (!g->scratch || atomic_load(&g->worker.started))
 		return LT_EINVAL;
-	g->kicked = g->stop = false;
-	if (pthread_mutex_init(&g->mu, NULL))
-		return LT_ENOMEM;
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	int rc = pthread_cond_init(&g->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (rc) {
-		pthread_mutex_destroy(&g->mu);
-		return LT_ENOMEM;
-	}
-	if (pthread_create(&g->thread, NULL, ingest_main, g)) {
-		pthread_cond_destroy(&g->cv);
-		pthread_mutex_destroy(&g->mu);
-		return LT_ENOMEM;
-	}
-	atomic_store(&g->started, true);
-	return LT_OK;
+	return lt_worker_start(&g->worker, ingest_main, g);
 }
 
 void lt_an_ingest_kick(struct lt_an_ingest *g)
 {
-	if (!atomic_load(&g->started))
-		return;
-	pthread_mutex_lock(&g->mu);
-	g->kicked = true;
-	pthread_cond_signal(&g->cv);
-	pthread_mutex_unlock(&g->mu);
+	lt_worker_kick(&g->worker);
 }
 
 void lt_an_ingest_stop(struct lt_an_ingest *g)
 {
-	if (!atomic_load(&g->started))
-		return;
-	atomic_store(&g->started, false);
-	pthread_mutex_lock(&g->mu);
-	g->stop = true;
-	pthread_cond_signal(&g->cv);
-	pthread_mutex_unlock(&g->mu);
-	pthread_join(g->thread, NULL);
-	pthread_cond_destroy(&g->cv);
-	pthread_mutex_destroy(&g->mu);
+	lt_worker_stop(&g->worker);
 }

@@ -43,6 +43,7 @@
 
 #include "analytics/store.h"
 #include "util/err.h"
+#include "util/worker.h"
 
 struct sqlite3;
 struct lt_evlog;
@@ -114,11 +115,7 @@ struct lt_an_ingest {
 
 	/* private */
 	struct lt_an_scratch *scratch;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool kicked, stop;
-	atomic_bool started;
+	struct lt_worker worker;
 };
 
 /* Check the settings and allocate the scratch; reads the stored offset

@@ -152,27 +152,6 @@ static enum lt_err pass_once(struct lt_relay *r, struct pass *p, bool *more)
 	return e;
 }
 
-/* Wait for a kick, the poll period or stop; true when stopping. */
-static bool wait_kick(struct lt_relay *r, int64_t ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&r->mu);
-	while (!r->kicked && !r->stop)
-		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
-			break;
-	r->kicked = false;
-	bool stop = r->stop;
-	pthread_mutex_unlock(&r->mu);
-	return stop;
-}
-
 /* Publish until nothing is pending or something fails. */
 static enum lt_err drain(struct lt_relay *r, struct pass *p)
 {
@@ -203,7 +182,7 @@ static void *relay_main(void *arg)
 	}
 	int64_t backoff = 0;
 	for (;;) {
-		bool stop = wait_kick(r, backoff ? backoff : r->poll_ms);
+		bool stop = lt_worker_wait(&r->worker, backoff ? backoff : r->poll_ms);
 		enum lt_err e = drain(r, &p);
 		if (e && e != LT_ESTOPPED) {
 			backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
@@ -323,53 +302,20 @@ static enum lt_err recover(struct lt_relay *r)
 enum lt_err lt_relay_start(struct lt_relay *r)
 {
 	if (!r->evlog || !r->writer || !r->readers || !r->clock || !r->log || r->poll_ms < 1 ||
-	    r->batch < 1 || r->batch > 4096)
+	    r->batch < 1 || r->batch > 4096 || atomic_load(&r->worker.started))
 		return LT_EINVAL;
-	r->kicked = r->stop = false;
-	atomic_store(&r->started, false);
 	enum lt_err e = recover(r);
 	if (e)
 		return e;
-	if (pthread_mutex_init(&r->mu, NULL))
-		return LT_ENOMEM;
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	int rc = pthread_cond_init(&r->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (rc) {
-		pthread_mutex_destroy(&r->mu);
-		return LT_ENOMEM;
-	}
-	if (pthread_create(&r->thread, NULL, relay_main, r)) {
-		pthread_cond_destroy(&r->cv);
-		pthread_mutex_destroy(&r->mu);
-		return LT_ENOMEM;
-	}
-	atomic_store(&r->started, true);
-	return LT_OK;
+	return lt_worker_start(&r->worker, relay_main, r);
 }
 
 void lt_relay_kick(struct lt_relay *r)
 {
-	if (!atomic_load(&r->started))
-		return;
-	pthread_mutex_lock(&r->mu);
-	r->kicked = true;
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
+	lt_worker_kick(&r->worker);
 }
 
 void lt_relay_stop(struct lt_relay *r)
 {
-	if (!atomic_load(&r->started))
-		return;
-	atomic_store(&r->started, false); /* no more kicks */
-	pthread_mutex_lock(&r->mu);
-	r->stop = true;
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	pthread_join(r->thread, NULL);
-	pthread_cond_destroy(&r->cv);
-	pthread_mutex_destroy(&r->mu);
+	lt_worker_stop(&r->worker);
 }

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
+#include "util/worker.h"
 
 struct lt_evlog;
 struct lt_writer;
@@ -59,11 +60,7 @@ struct lt_relay {
 	void *observe_arg;
 
 	/* private */
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool kicked, stop;
-	atomic_bool started;
+	struct lt_worker worker;
 	int64_t last_id;   /* the largest event id appended (relay thread) */
 	int64_t marked_id; /* the largest id marked published (relay thread) */
 
