@@ -414,13 +414,10 @@ void lt_api_analytics_user_daily(struct lt_req *req)
 	const char *pv;
 	size_t pn;
 	char uid[LT_ID_LEN + 1], day[PARAM_MAX];
-	if (lt_req_param(req, "userId", &pv, &pn) || pn != LT_ID_LEN || !lt_uuid_valid(pv, pn)) {
+	if (lt_req_param(req, "userId", &pv, &pn) || !lt_uuid_canonical(pv, pn, uid)) {
 		lt_reply_error(req, 400, "invalid userId");
 		return;
 	}
-	for (size_t i = 0; i < pn; i++)
-		uid[i] = (char)((pv[i] >= 'A' && pv[i] <= 'Z') ? pv[i] - 'A' + 'a' : pv[i]);
-	uid[pn] = '\0';
 	enum lt_err qe = lt_req_query(req, "day", day, sizeof day);
 	if (qe == LT_ENOTFOUND) {
 		lt_reply_error(req, 400, "day is required");

@@ -69,6 +69,11 @@ enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *
 /* The provider named by the route's {provider} parameter, or NULL. */
 const struct lt_cfg_provider *lt_api_provider_param(struct lt_req *req);
 
+/* s names a configured provider (any case): its lower-case name into out.
+ * false for an empty, too long or unknown name. */
+bool lt_api_provider_name(const struct lt_config *cfg, const char *s, size_t n,
+			  char out[LT_CFG_PROVIDER_NAME_MAX]);
+
 /* Answer an lt_chat_result that is an error, in OpenAI's envelope. */
 void lt_chat_reply_error(struct lt_req *req, const struct lt_chat_result *r);
 

@@ -113,16 +113,25 @@ enum lt_err lt_reference_call(struct lt_req *req, const struct lt_cfg_provider *
 }
 
 /* The provider named by the {provider} path parameter, or NULL. */
+bool lt_api_provider_name(const struct lt_config *cfg, const char *s, size_t n,
+			  char out[LT_CFG_PROVIDER_NAME_MAX])
+{
+	if (!s || n == 0 || n >= LT_CFG_PROVIDER_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
+	out[n] = '\0';
+	return lt_config_provider(cfg, out) != NULL;
+}
+
 const struct lt_cfg_provider *lt_api_provider_param(struct lt_req *req)
 {
 	const char *pv;
 	size_t pn;
 	char pname[LT_CFG_PROVIDER_NAME_MAX];
-	if (lt_req_param(req, "provider", &pv, &pn) || pn >= sizeof pname)
+	if (lt_req_param(req, "provider", &pv, &pn) ||
+	    !lt_api_provider_name(req->cfg, pv, pn, pname))
 		return NULL;
-	for (size_t i = 0; i < pn; i++)
-		pname[i] = (char)((pv[i] >= 'A' && pv[i] <= 'Z') ? pv[i] - 'A' + 'a' : pv[i]);
-	pname[pn] = '\0';
 	return lt_config_provider(req->cfg, pname);
 }
 

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/chat.h"
 #include "api/handlers.h"
 #include "auth/identity_store.h"
 #include "http/request.h"
@@ -68,23 +69,12 @@ static void reader_done(struct lt_req *req, struct sqlite3 *db)
 	lt_dbpool_release(&req->srv->auth.readers, db);
 }
 
-/* A canonical UUID (lower-cased into out). */
-static bool uuid_of(const char *s, size_t n, char out[LT_UUID_LEN])
-{
-	if (!s || n != LT_UUID_LEN - 1 || !lt_uuid_valid(s, n))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
-	out[n] = '\0';
-	return true;
-}
-
 /* The {sagaId} path parameter; answers 400 itself when it is not an id. */
 static bool saga_param(struct lt_req *req, char out[LT_UUID_LEN])
 {
 	const char *v = NULL;
 	size_t n = 0;
-	if (lt_req_param(req, "sagaId", &v, &n) == LT_OK && uuid_of(v, n, out))
+	if (lt_req_param(req, "sagaId", &v, &n) == LT_OK && lt_uuid_canonical(v, n, out))
 		return true;
 	lt_reply_error(req, 400, "invalid sagaId");
 	return false;
@@ -174,17 +164,6 @@ static bool idempotency_key(struct lt_req *req, struct lt_saga *s)
 	return true;
 }
 
-/* A configured provider, lower-cased into out. */
-static bool provider_of(const struct lt_req *req, const char *s, char out[32])
-{
-	size_t n = strlen(s);
-	if (n == 0 || n >= 32)
-		return false;
-	for (size_t i = 0; i <= n; i++)
-		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
-	return lt_config_provider(req->cfg, out) != NULL;
-}
-
 /* The body into s; false when answered. */
 static bool purchase_parse(struct lt_req *req, struct lt_saga *s)
 {
@@ -216,15 +195,15 @@ static bool purchase_parse(struct lt_req *req, struct lt_saga *s)
 	}
 	s->tokens = (int64_t)t->valuedouble;
 	bool has_org = o && !cJSON_IsNull(o);
-	if (!uuid_of(u->valuestring, strlen(u->valuestring), s->user_id) ||
-	    (has_org &&
-	     (!cJSON_IsString(o) || !uuid_of(o->valuestring, strlen(o->valuestring), s->org_id)))) {
+	if (!lt_uuid_canonical(u->valuestring, strlen(u->valuestring), s->user_id) ||
+	    (has_org && (!cJSON_IsString(o) ||
+			 !lt_uuid_canonical(o->valuestring, strlen(o->valuestring), s->org_id)))) {
 		lt_reply_error(req, 400, "invalid userId or orgId");
 		return false;
 	}
 	if (!has_org)
 		s->org_id[0] = '\0';
-	if (!provider_of(req, p->valuestring, s->provider)) {
+	if (!lt_api_provider_name(req->cfg, p->valuestring, strlen(p->valuestring), s->provider)) {
 		lt_reply_error(req, 400, "unknown provider");
 		return false;
 	}

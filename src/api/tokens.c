@@ -64,28 +64,6 @@ static bool is_admin(const struct lt_req *req)
 	return (req->principal.roles & LT_ROLE_ADMIN) != 0;
 }
 
-/* A canonical UUID (lower-cased into out). */
-static bool uuid_of(const char *s, char out[40])
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n != 36 || !lt_uuid_valid(s, n))
-		return false;
-	for (size_t i = 0; i <= n; i++)
-		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
-	return true;
-}
-
-/* A configured provider, lower-cased into out. */
-static bool provider_of(const struct lt_req *req, const char *s, char out[32])
-{
-	size_t n = strlen(s);
-	if (n == 0 || n >= 32)
-		return false;
-	for (size_t i = 0; i <= n; i++)
-		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
-	return lt_config_provider(req->cfg, out) != NULL;
-}
-
 /* May the principal act for user_id (and org_id when set)?  Answers 403
  * (or 503) itself when not. */
 /* An error answer; `early`: on consume, before its admission, so the
@@ -217,11 +195,11 @@ static void quota_get(struct lt_req *req, bool org)
 		lt_reply_error(req, 400, "provider is required");
 		return;
 	}
-	if (!uuid_of(raw, id)) {
+	if (!lt_uuid_canonical(raw, strlen(raw), id)) {
 		lt_reply_error(req, 400, org ? "invalid orgId" : "invalid userId");
 		return;
 	}
-	if (e || !provider_of(req, prov_raw, prov)) {
+	if (e || !lt_api_provider_name(req->cfg, prov_raw, strlen(prov_raw), prov)) {
 		lt_reply_error(req, 400, "unknown provider");
 		return;
 	}
@@ -322,16 +300,17 @@ static bool consume_parse(struct lt_req *req, struct consume *c)
 		return false;
 	}
 	c->tokens = (int64_t)t->valuedouble;
-	if (!uuid_of(u->valuestring, c->user_id)) {
+	if (!lt_uuid_canonical(u->valuestring, strlen(u->valuestring), c->user_id)) {
 		lt_spend_reply_early(req, 400, "invalid userId", NULL);
 		return false;
 	}
 	c->has_org = o && !cJSON_IsNull(o);
-	if (c->has_org && (!cJSON_IsString(o) || !uuid_of(o->valuestring, c->org_id))) {
+	if (c->has_org && (!cJSON_IsString(o) ||
+			   !lt_uuid_canonical(o->valuestring, strlen(o->valuestring), c->org_id))) {
 		lt_spend_reply_early(req, 400, "invalid orgId", NULL);
 		return false;
 	}
-	if (!provider_of(req, p->valuestring, c->provider)) {
+	if (!lt_api_provider_name(req->cfg, p->valuestring, strlen(p->valuestring), c->provider)) {
 		lt_spend_reply_early(req, 400, "unknown provider", NULL);
 		return false;
 	}
@@ -488,7 +467,8 @@ static void quota_change(struct lt_req *req, bool adjust)
 		return;
 	}
 	const cJSON *id = has_u ? u : o;
-	if (!cJSON_IsString(id) || !uuid_of(id->valuestring, ch.key.owner_id)) {
+	if (!cJSON_IsString(id) ||
+	    !lt_uuid_canonical(id->valuestring, strlen(id->valuestring), ch.key.owner_id)) {
 		lt_reply_error(req, 400, has_u ? "invalid userId" : "invalid orgId");
 		return;
 	}
@@ -499,7 +479,8 @@ static void quota_change(struct lt_req *req, bool adjust)
 	}
 	if (!strcmp(p->valuestring, LT_POOL_MONEY))
 		memcpy(ch.key.provider, LT_POOL_MONEY, sizeof LT_POOL_MONEY);
-	else if (!provider_of(req, p->valuestring, ch.key.provider)) {
+	else if (!lt_api_provider_name(req->cfg, p->valuestring, strlen(p->valuestring),
+				       ch.key.provider)) {
 		lt_reply_error(req, 400, "unknown provider");
 		return;
 	}

@@ -75,16 +75,12 @@ static bool payer(struct lt_req *req, struct lt_spend *sp)
 	snprintf(sp->owner_id, sizeof sp->owner_id, "%s", req->principal.user_id);
 	if (!org || !org[0])
 		return true;
-	size_t n = strlen(org);
-	if (n != 36 || !lt_uuid_valid(org, n)) {
+	if (!lt_uuid_canonical(org, strlen(org), sp->owner_id)) {
 		lt_spend_reply_early_openai(req, 400, "invalid_request_error",
 					    "invalid_organization", NULL,
 					    "OpenAI-Organization must be an org id (a UUID)", NULL);
 		return false;
 	}
-	for (size_t i = 0; i <= n; i++)
-		sp->owner_id[i] =
-			(char)((org[i] >= 'A' && org[i] <= 'Z') ? org[i] - 'A' + 'a' : org[i]);
 	sp->owner_kind = LT_OWNER_ORG;
 	sp->org_id = sp->owner_id;
 	if (req->principal.roles & LT_ROLE_ADMIN)

@@ -32,29 +32,17 @@
  * rounds settle it (each round deletes at least one segment). */
 #define SKIP_ROUNDS 8
 
-static bool name_chars_ok(const char *s, size_t max)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n < 1 || n > max || !strcmp(s, ".") || !strcmp(s, ".."))
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '-'))
-			return false;
-	}
-	return true;
-}
-
 bool lt_consumer_name_ok(const char *name)
 {
-	return name_chars_ok(name, LT_CONSUMER_NAME_MAX);
+	/* the event log's rule for topic names, the same length */
+	return name && strlen(name) <= LT_CONSUMER_NAME_MAX &&
+	       lt_evlog_topic_ok(name, strlen(name));
 }
 
 /* The event log's rule for topic names (evlog.h). */
 static bool topic_ok(const char *topic)
 {
-	return name_chars_ok(topic, LT_EV_TOPIC_MAX);
+	return topic && lt_evlog_topic_ok(topic, strlen(topic));
 }
 
 static bool table_exists(sqlite3 *db, enum lt_err *err)

@@ -91,6 +91,10 @@ struct lt_evlog_opts {
 	bool read_only;		 /* open without recovery writes (leakyctl) */
 };
 
+/* A valid topic name: 1..LT_EV_TOPIC_MAX bytes of [a-z0-9._-], not "."
+ * nor ".." (also the rule for consumer names, events/consumer.h). */
+bool lt_evlog_topic_ok(const char *s, size_t n);
+
 /* The defaults above. */
 void lt_evlog_opts_default(struct lt_evlog_opts *o);
 

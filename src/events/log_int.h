@@ -80,9 +80,6 @@ struct lt_evlog {
 	struct lt_evidx *istage;  /* scratch_cap: index entries, in touch order */
 };
 
-/* 1..LT_EV_TOPIC_MAX bytes of [a-z0-9._-], not "." nor "..". */
-bool lt_evlog_topic_ok(const char *s, size_t n);
-
 /* The listed topic named s[0..n), or NULL.  Caller holds mu, or is the
  * appender (holding amu: the list changes only under amu). */
 struct lt_evtopic *lt_evlog_find(struct lt_evlog *l, const char *s, size_t n);

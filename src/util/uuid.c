@@ -38,3 +38,13 @@ bool lt_uuid_valid(const char *s, size_t n)
 	}
 	return true;
 }
+
+bool lt_uuid_canonical(const char *s, size_t n, char out[LT_UUID_LEN])
+{
+	if (!s || !lt_uuid_valid(s, n))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
+	out[n] = '\0';
+	return true;
+}

@@ -16,4 +16,8 @@ void lt_uuid_v4(char out[LT_UUID_LEN]);
 /* True if s[0..n) is canonical 8-4-4-4-12 hex (either case). */
 bool lt_uuid_valid(const char *s, size_t n);
 
+/* lt_uuid_valid, and then the lower-case form into out (NUL-terminated;
+ * out untouched when false).  s may be NULL (false). */
+bool lt_uuid_canonical(const char *s, size_t n, char out[LT_UUID_LEN]);
+
 #endif
