@@ -66,6 +66,8 @@ MICRO_KEYS=${MICRO_KEYS:-32768}
 MICRO_REPS=${MICRO_REPS:-7}
 ARGON_N=${ARGON_N:-10}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+. "$ROOT/tools/bench/lib.sh"
 LEAKYD=${LEAKYD:-$ROOT/build/rel/leakyd}
 LIB=$ROOT/build/rel/libleaky.a
 PASSWORD=bench-password-123
@@ -146,17 +148,6 @@ free_port() {
 	fi
 }
 
-http_status() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || echo 000; }
-
-wait_status() { # URL WANT SECONDS
-	n=0
-	while [ "$(http_status "$1")" != "$2" ]; do
-		n=$((n + 1))
-		[ $n -le $(($3 * 10)) ] || return 1
-		sleep 0.1
-	done
-}
-
 cpu_split() { # PID -> "utime stime" in clock ticks
 	sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
 }
@@ -191,10 +182,6 @@ parse_wrk() {
 	END { printf "%d %.2f %.3f %.3f %d %d %.3f\n", reqs, rps, p50, p99, err + 0, bad + 0, avg + 0 }'
 }
 
-json_str() { # NAME < JSON -> the string value of "NAME"
-	sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"
-}
-
 start_leakyd() { # NAME CACHE_SIZE -> $TMP/NAME.{port,pid}
 	name=$1
 	port=$(free_port)
@@ -209,6 +196,10 @@ data_dir = $TMP/$name.data
 
 [auth]
 cache_size = $2
+
+[limits]
+# never binding: authentication is measured, not request-limit refusals
+request_limit = 1000000000
 
 [log]
 level = info

@@ -41,6 +41,8 @@ NGINX_WORKERS=${NGINX_WORKERS:-2}
 FLOOR=${FLOOR:-0}
 LEAKYD_BASE=${LEAKYD_BASE:-}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+. "$ROOT/tools/bench/lib.sh"
 LEAKYD=${LEAKYD:-$ROOT/build/rel/leakyd}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
@@ -110,15 +112,6 @@ except urllib.error.HTTPError as e:
     print(e.code)
 EOF
 	fi
-}
-
-wait_status() { # URL WANT SECONDS
-	n=0
-	while [ "$(http_status "$1")" != "$2" ]; do
-		n=$((n + 1))
-		[ $n -le $(($3 * 10)) ] || return 1
-		sleep 0.1
-	done
 }
 
 cpu_ticks() { # sum of utime+stime (clock ticks) over the given pids
